@@ -1,0 +1,62 @@
+"""atasker: an in-process task supervisor, standard library only.
+
+Importing the package creates the default ``task_supervisor``; it starts
+nothing (no thread) until ``task_supervisor.start()``.
+"""
+
+from .api import background_task, wait_completed
+from .constants import (
+    TASK_CRITICAL,
+    TASK_HIGH,
+    TASK_LOW,
+    TASK_NORMAL,
+    TASK_STATUS_CANCELED,
+    TASK_STATUS_COMPLETED,
+    TASK_STATUS_DELAYED,
+    TASK_STATUS_ERROR,
+    TASK_STATUS_EXCEPTION,
+    TASK_STATUS_QUEUED,
+    TASK_STATUS_STARTED,
+    TT_COROUTINE,
+    TT_MP,
+    TT_THREAD,
+)
+from .errors import (
+    SupervisorNotRunningError,
+    TaskCancelledError,
+    TaskError,
+    TaskTimeoutError,
+    WorkerLostError,
+)
+from .supervisor import TaskSupervisor, task_supervisor
+from .task import TaskInfo, current_task
+
+__version__ = "0.8.0"
+
+__all__ = [
+    "TASK_CRITICAL",
+    "TASK_HIGH",
+    "TASK_LOW",
+    "TASK_NORMAL",
+    "TASK_STATUS_CANCELED",
+    "TASK_STATUS_COMPLETED",
+    "TASK_STATUS_DELAYED",
+    "TASK_STATUS_ERROR",
+    "TASK_STATUS_EXCEPTION",
+    "TASK_STATUS_QUEUED",
+    "TASK_STATUS_STARTED",
+    "TT_COROUTINE",
+    "TT_MP",
+    "TT_THREAD",
+    "SupervisorNotRunningError",
+    "TaskCancelledError",
+    "TaskError",
+    "TaskInfo",
+    "TaskSupervisor",
+    "TaskTimeoutError",
+    "WorkerLostError",
+    "background_task",
+    "current_task",
+    "task_supervisor",
+    "wait_completed",
+]

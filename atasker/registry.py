@@ -1,0 +1,87 @@
+"""The look-up store of task records.
+
+Unfinished records are kept until they finish. Finished ones are kept in
+finish order for look-up and dropped oldest first once there are more than
+``keep_finished`` or they are older than ``keep_finished_age`` seconds. The
+pruning happens when a task finishes, so no thread sweeps the store and
+memory stays flat however many tasks run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .constants import (
+    TASK_STATUS_CANCELED,
+    TASK_STATUS_COMPLETED,
+)
+from .task import TaskInfo
+
+
+class TaskRegistry:
+    """Records by id, with totals of finished tasks by outcome."""
+
+    def __init__(self, keep_finished: int, keep_finished_age: float | None) -> None:
+        self.keep_finished = keep_finished
+        self.keep_finished_age = keep_finished_age
+        self._lock = threading.Lock()
+        self._active: dict[str, TaskInfo] = {}
+        self._finished: dict[str, TaskInfo] = {}
+        self.completed = 0
+        self.failed = 0
+        self.canceled = 0
+
+    def add(self, task: TaskInfo) -> None:
+        """Register an accepted task.
+
+        Raises:
+            ValueError: an unfinished task already has this id.
+        """
+        with self._lock:
+            if task.id in self._active:
+                raise ValueError(f"task_id {task.id!r} is already in use")
+            self._active[task.id] = task
+
+    def remove(self, task: TaskInfo) -> None:
+        """Forget a task that was refused before it was accepted."""
+        with self._lock:
+            self._active.pop(task.id, None)
+
+    def finish(self, task: TaskInfo) -> None:
+        """Move a task that reached its final status to the finished store."""
+        with self._lock:
+            if self._active.pop(task.id, None) is None:
+                return  # refused before it was accepted: not counted
+            if task.status == TASK_STATUS_COMPLETED:
+                self.completed += 1
+            elif task.status == TASK_STATUS_CANCELED:
+                self.canceled += 1
+            else:
+                self.failed += 1
+            finished = self._finished
+            finished[task.id] = task
+            while len(finished) > self.keep_finished:
+                del finished[next(iter(finished))]
+            if self.keep_finished_age is not None and finished:
+                oldest_allowed = time.time() - self.keep_finished_age
+                while finished:
+                    oldest = next(iter(finished.values()))
+                    if (oldest.time_completed or 0) >= oldest_allowed:
+                        break
+                    del finished[oldest.id]
+
+    def get(self, task_id: str) -> TaskInfo | None:
+        """The record with ``task_id``, unfinished or still kept; else None."""
+        with self._lock:
+            task = self._active.get(task_id)
+            return task if task is not None else self._finished.get(task_id)
+
+    def active(self) -> list[TaskInfo]:
+        """Every unfinished record, oldest first."""
+        with self._lock:
+            return list(self._active.values())
+
+    def finished_count(self) -> int:
+        """Finished records kept now."""
+        return len(self._finished)

@@ -1,0 +1,541 @@
+"""TaskSupervisor: configuration, lifecycle, look-up, and the wiring between
+the task records, the timer and the pools.
+
+::
+
+    put_task / background_task ──> TaskInfo ──> registry (look-up)
+                                      │
+                 delay? ── yes ──> Timer ── due ──┐
+                                      │ no        ▼
+                                      └──────> ThreadPool (Admission)
+                                                  │
+    record final ──> _task_finished: registry, counters, log, callback
+
+Creating a supervisor starts nothing; ``start()`` creates the pool (and the
+timer thread starts with the first delayed task).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+import types
+import uuid
+from typing import Any, Callable, Union
+
+from .constants import (
+    PRIORITIES,
+    TASK_NORMAL,
+    TASK_STATUS_CANCELED,
+    TASK_STATUS_COMPLETED,
+    TASK_STATUS_DELAYED,
+    TASK_STATUS_QUEUED,
+    TASK_STATUS_STARTED,
+    TT_THREAD,
+)
+from .errors import SupervisorNotRunningError
+from .registry import TaskRegistry
+from .task import TaskInfo, current_task
+from .threadpool import ThreadPool
+from .timer import Timer
+from .validation import (
+    check_callable,
+    check_count,
+    check_delay,
+    check_priority,
+    check_task_type,
+    check_timeout,
+)
+
+logger = logging.getLogger("atasker")
+
+# atasker 0.7's defaults.
+DEFAULT_POOL_SIZE = 15
+DEFAULT_RESERVE_NORMAL = 5
+DEFAULT_RESERVE_HIGH = 5
+DEFAULT_POLL_DELAY = 0.1
+DEFAULT_TIMEOUT_WARNING = 5.0
+DEFAULT_TIMEOUT_CRITICAL = 10.0
+
+Wait = Union[bool, float]
+
+
+class TaskSupervisor:
+    """Owns the pools, the timer and the records of one set of tasks.
+
+    Args:
+        supervisor_id: names the supervisor's threads; a random id if None.
+        keep_finished: finished records kept for ``get_task`` (oldest dropped
+            first).
+        keep_finished_age: seconds a finished record is kept at most; None
+            keeps it until ``keep_finished`` pushes it out.
+        pool_size, reserve_normal, reserve_high: the thread pool's reserve
+            rule (see :meth:`set_thread_pool`).
+
+    Attributes:
+        poll_delay: accepted for compatibility; nothing polls.
+        timeout_warning, timeout_critical: seconds a task may wait in the
+            queue before its start is logged at WARNING / CRITICAL and
+            ``timeout_warning_func`` / ``timeout_critical_func`` is called
+            with its record. None turns the check off.
+        log_exceptions: log every failed task at ERROR with its traceback.
+    """
+
+    def __init__(
+        self,
+        supervisor_id: str | None = None,
+        keep_finished: int = 10000,
+        keep_finished_age: float | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        reserve_normal: int = DEFAULT_RESERVE_NORMAL,
+        reserve_high: int = DEFAULT_RESERVE_HIGH,
+    ) -> None:
+        self.id = str(supervisor_id) if supervisor_id is not None else uuid.uuid4().hex
+        self.poll_delay = DEFAULT_POLL_DELAY
+        self.timeout_warning: float | None = DEFAULT_TIMEOUT_WARNING
+        self.timeout_warning_func: Callable[[TaskInfo], Any] | None = None
+        self.timeout_critical: float | None = DEFAULT_TIMEOUT_CRITICAL
+        self.timeout_critical_func: Callable[[TaskInfo], Any] | None = None
+        self.log_exceptions = True
+        self._registry = TaskRegistry(
+            check_count(keep_finished, "keep_finished"),
+            check_timeout(keep_finished_age, "keep_finished_age"),
+        )
+        # Task ids: a random prefix per supervisor and a counter, cheaper
+        # than a uuid4 per task and unique across supervisors and restarts.
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._id_numbers = itertools.count(1)
+        self._state_lock = threading.RLock()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._active = False
+        self._pool: ThreadPool | None = None
+        self._timer: Timer | None = None
+        self.pool_size = 0
+        self.reserve_normal = 0
+        self.reserve_high = 0
+        self.min_size: int | str = 0
+        self.max_size: int | None = None
+        self.set_thread_pool(
+            pool_size=pool_size,
+            reserve_normal=reserve_normal,
+            reserve_high=reserve_high,
+        )
+
+    def __repr__(self) -> str:
+        return f"<TaskSupervisor id={self.id!r} active={self._active}>"
+
+    # ------------------------------------------------------------------
+    # Configuration
+    # ------------------------------------------------------------------
+
+    def set_thread_pool(
+        self,
+        pool_size: int | None = None,
+        reserve_normal: int | None = None,
+        reserve_high: int | None = None,
+        min_size: int | str | None = None,
+        max_size: int | None = None,
+    ) -> None:
+        """Configure the thread pool; works before and while running.
+
+        Args:
+            pool_size: LOW tasks run while fewer than this run; 0: unlimited.
+            reserve_normal: extra slots NORMAL (and higher) tasks may use.
+            reserve_high: extra slots HIGH tasks may use on top of those.
+                CRITICAL tasks always start, growing the pool past max_size.
+            min_size: threads started with the pool and kept when idle;
+                ``'max'`` for max_size.
+            max_size: most threads for non-CRITICAL tasks. Default: the larger
+                of ``cpu_count * 5`` and ``pool_size + reserves``.
+        Raises:
+            TypeError, ValueError: an argument is not an int >= 0.
+        """
+        with self._state_lock:
+            if pool_size is not None:
+                self.pool_size = check_count(pool_size, "pool_size")
+            if reserve_normal is not None:
+                self.reserve_normal = check_count(reserve_normal, "reserve_normal")
+            if reserve_high is not None:
+                self.reserve_high = check_count(reserve_high, "reserve_high")
+            if max_size is not None:
+                if check_count(max_size, "max_size") < 1:
+                    raise ValueError(f"max_size must be >= 1; got {max_size!r}")
+                self.max_size = max_size
+            if min_size is not None:
+                if min_size != "max":
+                    check_count(min_size, "min_size")
+                self.min_size = min_size
+            if self._pool is not None:
+                self._pool.configure(
+                    self.pool_size,
+                    self.reserve_normal,
+                    self.reserve_high,
+                    self._min_threads(),
+                    self._max_threads(),
+                )
+
+    set_config = set_thread_pool  # atasker's older name
+
+    def _max_threads(self) -> int:
+        if self.max_size is not None:
+            return self.max_size
+        default = (os.cpu_count() or 1) * 5
+        if self.pool_size:
+            return max(
+                default, self.pool_size + self.reserve_normal + self.reserve_high
+            )
+        return default
+
+    def _min_threads(self) -> int:
+        if self.min_size == "max":
+            return self._max_threads()
+        return min(int(self.min_size), self._max_threads())
+
+    # ------------------------------------------------------------------
+    # Lifecycle
+    # ------------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        return self._active
+
+    def start(self) -> None:
+        """Start the pool. Calling it on a started supervisor does nothing."""
+        with self._state_lock:
+            if self._active:
+                return
+            self._timer = Timer(f"supervisor_{self.id}_timer", self._task_due)
+            self._pool = ThreadPool(
+                f"supervisor_{self.id}_pool_",
+                self._run_thread_task,
+                pool_size=self.pool_size,
+                reserve_normal=self.reserve_normal,
+                reserve_high=self.reserve_high,
+                min_size=self._min_threads(),
+                max_size=self._max_threads(),
+            )
+            self._active = True
+            self._stopped.clear()
+            logger.info(
+                "supervisor %s started, thread pool: %s + %s RN + %s RH",
+                self.id,
+                self.pool_size,
+                self.reserve_normal,
+                self.reserve_high,
+            )
+
+    def stop(
+        self,
+        wait: Wait = True,
+        stop_schedulers: bool = True,
+        cancel_tasks: bool = False,
+    ) -> None:
+        """Stop accepting tasks, finish or cancel the queued ones, end the threads.
+
+        Args:
+            wait: True waits for queued and running tasks; a number waits that
+                many seconds at most; False does not wait. Queued tasks still
+                waiting at the deadline are canceled; running ones are left
+                to finish in daemon threads, which cannot keep the
+                interpreter from exiting.
+            stop_schedulers: accepted for compatibility (workers arrive later).
+            cancel_tasks: cancel every queued task at once.
+
+        Delayed tasks are always canceled: they had not entered the queue.
+        """
+        deadline = _deadline(wait)
+        with self._state_lock:
+            if not self._active:
+                return
+            self._active = False
+            pool, timer = self._pool, self._timer
+        assert pool is not None and timer is not None
+        for task in timer.stop():
+            task.set_canceled()
+        for task in pool.shutdown(deadline, cancel_tasks):
+            task.set_canceled()
+        if wait is not False:
+            pool.join(deadline)
+        self._stopped.set()
+        logger.info("supervisor %s stopped", self.id)
+
+    def block(self) -> None:
+        """Block the calling thread until the supervisor is stopped."""
+        self._stopped.wait()
+
+    # ------------------------------------------------------------------
+    # Tasks
+    # ------------------------------------------------------------------
+
+    def put_task(
+        self,
+        target: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        callback: Callable[[Any], Any] | None = None,
+        priority: int = TASK_NORMAL,
+        delay: float | None = None,
+        tt: int = TT_THREAD,
+        task_id: str | None = None,
+        worker: Any = None,
+    ) -> TaskInfo:
+        """Run ``target(*args, _task_id=<id>, **kwargs)`` as a task (atasker's call).
+
+        The task is marked completed when the target returns or raises; an
+        explicit :meth:`mark_task_completed` is accepted too. ``worker`` is
+        accepted for compatibility.
+
+        Returns:
+            The task record.
+
+        Raises:
+            TypeError, ValueError: a bad argument (named in the message).
+            SupervisorNotRunningError: the supervisor is not started.
+        """
+        check_callable(target, "target")
+        kwargs = dict(kwargs) if kwargs else {}
+        task = self.submit(
+            target,
+            tuple(args),
+            kwargs,
+            priority=priority,
+            delay=delay,
+            tt=tt,
+            callback=callback,
+            task_id=task_id,
+            pass_task_id=True,
+        )
+        return task
+
+    def submit(
+        self,
+        target: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        priority: int = TASK_NORMAL,
+        delay: float | None = None,
+        tt: int = TT_THREAD,
+        name: str | None = None,
+        callback: Callable[[Any], Any] | None = None,
+        task_id: str | None = None,
+        pass_task_id: bool = False,
+        checked: bool = False,
+    ) -> TaskInfo:
+        """Create a task record and queue it (or delay it).
+
+        ``pass_task_id=True`` adds ``_task_id`` to the target's kwargs;
+        ``checked=True`` skips argument checks already made (by
+        ``background_task`` when it decorated the target).
+
+        Raises:
+            TypeError, ValueError: a bad argument (named in the message).
+            SupervisorNotRunningError: the supervisor is not started.
+        """
+        if not checked:
+            check_callable(target, "target")
+            priority = check_priority(priority)
+            delay = check_delay(delay)
+            tt = check_task_type(tt)
+            check_callable(callback, "callback", allow_none=True)
+        if tt != TT_THREAD:
+            raise ValueError(
+                f"tt={tt}: only TT_THREAD tasks are supported by this version"
+            )
+        pool, timer = self._pool, self._timer
+        if not self._active or pool is None or timer is None:
+            raise SupervisorNotRunningError(
+                f"supervisor {self.id} is not running: call start() first"
+            )
+        if task_id is None:
+            task_id = f"{self._id_prefix}-{next(self._id_numbers)}"
+        else:
+            task_id = str(task_id)
+        if pass_task_id:
+            kwargs["_task_id"] = task_id
+        task = TaskInfo(
+            task_id,
+            target,
+            args,
+            kwargs,
+            tt=tt,
+            priority=priority,
+            name=name,
+            delay=delay,
+            callback=callback,
+            owner=self,
+        )
+        self._registry.add(task)
+        accepted = timer.schedule(task, delay) if delay else pool.submit(task)
+        if not accepted:
+            self._registry.remove(task)
+            raise SupervisorNotRunningError(f"supervisor {self.id} is stopping")
+        return task
+
+    def mark_task_completed(
+        self, task: TaskInfo | str | None = None, task_id: str | None = None
+    ) -> bool:
+        """Mark a running task completed (atasker's call; idempotent).
+
+        Args:
+            task: the record or its id; None: the task running in this thread.
+            task_id: the id, as atasker passes it in ``_task_id``.
+
+        Returns:
+            True if the task was found (whether or not it was already final).
+        """
+        record: TaskInfo | None
+        if isinstance(task, TaskInfo):
+            record = task
+        elif task is not None or task_id is not None:
+            record = self._registry.get(str(task if task is not None else task_id))
+        else:
+            record = current_task()
+        if record is None:
+            return False
+        if record.status == TASK_STATUS_STARTED:
+            record.set_result(None)
+        return True
+
+    def get_task(self, task_id: TaskInfo | str) -> TaskInfo | None:
+        """The record with ``task_id`` while it is kept; else None."""
+        if isinstance(task_id, TaskInfo):
+            task_id = task_id.id
+        return self._registry.get(str(task_id))
+
+    def get_tasks(self, tt: int | None = None) -> list[TaskInfo]:
+        """Unfinished records (queued, delayed, running), of type ``tt`` if given."""
+        tasks = self._registry.active()
+        if tt is None:
+            return tasks
+        return [task for task in tasks if task.tt == tt]
+
+    def get_info(self) -> types.SimpleNamespace:
+        """A snapshot of the supervisor's state (atasker's fields and more).
+
+        Returns:
+            A namespace with ``id, active, started, thread_pool_size,
+            thread_reserve_normal, thread_reserve_high, thread_tasks`` (running
+            thread-task records), ``thread_tasks_count, mp_tasks,
+            mp_tasks_count, tasks`` (id -> unfinished record), and
+            ``thread_pool_threads, queued`` (priority -> count), ``delayed,
+            completed, failed, canceled, kept_finished``.
+        """
+        active = self._registry.active()
+        running = [
+            t for t in active if t.status == TASK_STATUS_STARTED and t.tt == TT_THREAD
+        ]
+        pool = self._pool
+        registry = self._registry
+        queued = pool.queued() if pool is not None else dict.fromkeys(PRIORITIES, 0)
+        return types.SimpleNamespace(
+            id=self.id,
+            active=self._active,
+            started=self._active,
+            thread_pool_size=self.pool_size,
+            thread_reserve_normal=self.reserve_normal,
+            thread_reserve_high=self.reserve_high,
+            thread_pool_threads=pool.size if pool is not None else 0,
+            thread_tasks=running,
+            thread_tasks_count=len(running),
+            mp_tasks=[],
+            mp_tasks_count=0,
+            tasks={t.id: t for t in active},
+            queued=queued,
+            delayed=sum(1 for t in active if t.status == TASK_STATUS_DELAYED),
+            completed=registry.completed,
+            failed=registry.failed,
+            canceled=registry.canceled,
+            kept_finished=registry.finished_count(),
+        )
+
+    # ------------------------------------------------------------------
+    # Callbacks from the timer, the pool and the records
+    # ------------------------------------------------------------------
+
+    def _task_due(self, task: TaskInfo) -> None:
+        """Timer thread: a delayed task is due."""
+        if not task.set_queued():
+            return  # canceled meanwhile
+        pool = self._pool
+        if pool is None or not pool.submit(task):
+            task.set_canceled()  # stopping: accepted, so it must end
+
+    def _run_thread_task(self, task: TaskInfo) -> None:
+        """Pool thread: report a long queue wait, then run the task."""
+        waited = time.time() - task.time_queued
+        critical, warning = self.timeout_critical, self.timeout_warning
+        if critical is not None and waited > critical:
+            self._report_wait(
+                task, waited, logging.CRITICAL, self.timeout_critical_func
+            )
+        elif warning is not None and waited > warning:
+            self._report_wait(task, waited, logging.WARNING, self.timeout_warning_func)
+        task.run()
+
+    def _report_wait(
+        self,
+        task: TaskInfo,
+        waited: float,
+        level: int,
+        func: Callable[[TaskInfo], Any] | None,
+    ) -> None:
+        logger.log(
+            level,
+            "task %s (%s) started after %.3f s in the queue: "
+            "increase the pool size or reduce the load",
+            task.id,
+            task.name,
+            waited,
+        )
+        if func is not None:
+            try:
+                func(task)
+            except Exception:
+                logger.exception("timeout function %r failed", func)
+
+    def _task_finished(self, task: TaskInfo, previous: int) -> None:
+        """A record reached its final status (called by the record, no lock held)."""
+        if task.status == TASK_STATUS_CANCELED:
+            if previous == TASK_STATUS_QUEUED and self._pool is not None:
+                self._pool.discard(task)
+            elif previous == TASK_STATUS_DELAYED and self._timer is not None:
+                self._timer.discard(task)
+        self._registry.finish(task)
+        if task.status == TASK_STATUS_COMPLETED:
+            if task.callback is not None:
+                try:
+                    task.callback(task.result)
+                except Exception:
+                    logger.exception("callback of task %s failed", task.id)
+        elif task.exception is not None and self.log_exceptions:
+            logger.error(
+                "task %s (%s) failed",
+                task.id,
+                task.name,
+                exc_info=(
+                    type(task.exception),
+                    task.exception,
+                    task.exception.__traceback__,
+                ),
+            )
+
+
+def _deadline(wait: Any) -> float | None:
+    """``time.monotonic()`` deadline for ``stop(wait=...)``; None: no limit."""
+    if wait is True:
+        return None
+    if wait is False:
+        return time.monotonic()
+    seconds = check_timeout(wait, "wait")
+    assert seconds is not None
+    return time.monotonic() + seconds
+
+
+# The default supervisor: created at import, starts nothing until start().
+task_supervisor = TaskSupervisor(supervisor_id="default")

@@ -1,0 +1,300 @@
+"""Worker threads fed from an exact-priority ready heap.
+
+::
+
+    submit ──> Admission (ready heap + reserve rule), under the pool lock
+                  │ head admissible?
+                  ├── an idle worker is parked: hand it the task, release its lock
+                  ├── fewer threads than max_size (or CRITICAL): start a thread with it
+                  └── otherwise the head waits; a finishing worker takes it
+
+    worker: run task ──> under the pool lock: free the slot, take the next
+            admissible head itself, or park (push itself on the idle stack and
+            block on its own lock, with the idle timeout)
+
+There is no queue between the heap and the threads, so nothing is ordered
+anywhere but in the heap: a task starts exactly when the reserve rule admits
+it, and a queued task can be canceled until then.
+
+Idle workers form a stack (the most recently parked is woken first) so that
+surplus threads stay idle long enough to retire: a parked worker whose timed
+acquire expires leaves if the pool has more than ``min_size`` threads. The
+race between that timeout and a hand-off is settled under the pool lock: a
+worker that finds it was handed a task after all acquires its lock (already
+released by the dispatcher) and runs it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from typing import Callable
+
+from .admission import Admission
+from .constants import TASK_CRITICAL
+from .task import TaskInfo
+
+logger = logging.getLogger("atasker")
+
+# Seconds a parked surplus thread waits for work before it exits. Longer keeps
+# threads warm for bursts; shorter returns memory sooner.
+IDLE_TIMEOUT = 10.0
+
+
+class _Worker:
+    __slots__ = ("idle", "task", "wakeup")
+
+    def __init__(self) -> None:
+        self.idle = False
+        self.task: TaskInfo | None = None
+        # Held while the worker is parked; the dispatcher releases it.
+        self.wakeup = threading.Lock()
+        self.wakeup.acquire()
+
+
+class ThreadPool:
+    """Threads that run admitted tasks; see the module docstring.
+
+    Args:
+        name_prefix: thread names are ``<name_prefix><n>``.
+        run_task: runs one task in the calling thread; must not raise.
+    """
+
+    def __init__(
+        self,
+        name_prefix: str,
+        run_task: Callable[[TaskInfo], None],
+        *,
+        pool_size: int,
+        reserve_normal: int,
+        reserve_high: int,
+        min_size: int,
+        max_size: int,
+    ) -> None:
+        self._name_prefix = name_prefix
+        self._run_task = run_task
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._admission = Admission(pool_size, reserve_normal, reserve_high)
+        self._idle: list[_Worker] = []
+        self._size = 0  # threads running a task or parked
+        self._threads: set[threading.Thread] = set()
+        self._numbers = itertools.count(1)
+        self._accepting = True
+        self._stopping = False
+        self.min_size = min_size
+        self.max_size = max_size
+        self.idle_timeout = IDLE_TIMEOUT
+        self._size = min_size
+        self._start_threads([None] * min_size)
+
+    # ------------------------------------------------------------------
+    # Configuration and state
+    # ------------------------------------------------------------------
+
+    def configure(
+        self,
+        pool_size: int,
+        reserve_normal: int,
+        reserve_high: int,
+        min_size: int,
+        max_size: int,
+    ) -> None:
+        """Change limits while running; newly allowed tasks start at once."""
+        with self._lock:
+            self._admission.configure(pool_size, reserve_normal, reserve_high)
+            self.min_size = min_size
+            self.max_size = max_size
+            spawn = self._dispatch_locked()
+            missing = max(0, min_size - self._size - len(spawn))
+            self._size += missing
+        self._start_threads([*spawn, *[None] * missing])
+
+    @property
+    def size(self) -> int:
+        """Threads in the pool now (running a task or idle)."""
+        return self._size
+
+    @property
+    def running(self) -> int:
+        """Tasks holding a slot."""
+        return self._admission.running
+
+    def queued(self) -> dict[int, int]:
+        """Tasks waiting for a slot, by priority."""
+        with self._lock:
+            return dict(self._admission.queued)
+
+    # ------------------------------------------------------------------
+    # Submit and cancel
+    # ------------------------------------------------------------------
+
+    def submit(self, task: TaskInfo) -> bool:
+        """Queue ``task``; False if the pool no longer accepts tasks."""
+        with self._lock:
+            if not self._accepting:
+                return False
+            self._admission.push(task)
+            spawn = self._dispatch_locked()
+        if spawn:
+            self._start_threads(spawn)
+        return True
+
+    def discard(self, task: TaskInfo) -> None:
+        """Forget a queued task that was canceled."""
+        with self._lock:
+            self._admission.discard(task)
+            if not self._accepting:
+                self._drained.notify_all()
+
+    def _dispatch_locked(self) -> list[TaskInfo | None]:
+        """Hand admissible tasks to parked workers; return those that need a
+        new thread (the caller starts them outside the lock)."""
+        admission = self._admission
+        spawn: list[TaskInfo | None] = []
+        while True:
+            task = admission.admissible()
+            if task is None:
+                break
+            if self._idle:
+                worker = self._idle.pop()
+                worker.idle = False
+                worker.task = admission.admit()
+                worker.wakeup.release()
+            elif self._size < self.max_size or task.priority == TASK_CRITICAL:
+                spawn.append(admission.admit())
+                self._size += 1
+            else:
+                break
+        return spawn
+
+    def _start_threads(self, first_tasks: list[TaskInfo | None]) -> None:
+        """Start one thread per entry (``_size`` already counts them)."""
+        for task in first_tasks:
+            worker = _Worker()
+            thread = threading.Thread(
+                target=self._work,
+                args=(worker, task),
+                name=f"{self._name_prefix}{next(self._numbers)}",
+                daemon=True,
+            )
+            with self._lock:
+                self._threads.add(thread)
+            try:
+                thread.start()
+            except RuntimeError as exc:  # the OS refused a thread
+                with self._lock:
+                    self._threads.discard(thread)
+                    self._size -= 1
+                    if task is not None:
+                        self._admission.release()
+                if task is not None and task.set_started():
+                    task.set_exception(exc)
+
+    # ------------------------------------------------------------------
+    # Worker threads
+    # ------------------------------------------------------------------
+
+    def _work(self, worker: _Worker, task: TaskInfo | None) -> None:
+        try:
+            if task is None:
+                task = self._park(worker)
+            while task is not None:
+                try:
+                    self._run_task(task)
+                except BaseException:  # run_task must not raise; keep the slot count
+                    logger.exception("task runner failed for %s", task)
+                task = self._next(worker)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+                self._drained.notify_all()
+
+    def _next(self, worker: _Worker) -> TaskInfo | None:
+        """Free the finished task's slot; return the next task, or None to exit."""
+        with self._lock:
+            admission = self._admission
+            admission.release()
+            if admission.admissible() is not None:
+                return admission.admit()
+            if not self._accepting:
+                self._drained.notify_all()
+            if self._stopping or self._size > self.max_size:
+                self._size -= 1
+                return None
+        return self._park(worker)
+
+    def _park(self, worker: _Worker) -> TaskInfo | None:
+        """Wait, idle, for a hand-off; None when the worker should exit."""
+        with self._lock:
+            if self._stopping:
+                self._size -= 1
+                return None
+            worker.idle = True
+            self._idle.append(worker)
+        while not worker.wakeup.acquire(timeout=self.idle_timeout):
+            with self._lock:
+                if not worker.idle:
+                    # Handed a task just after the timeout: its lock is
+                    # already released, so this acquire returns at once.
+                    worker.wakeup.acquire()
+                    break
+                if self._size > self.min_size:
+                    self._idle.remove(worker)
+                    worker.idle = False
+                    self._size -= 1
+                    return None
+        task, worker.task = worker.task, None
+        return task
+
+    # ------------------------------------------------------------------
+    # Shutdown
+    # ------------------------------------------------------------------
+
+    def shutdown(self, deadline: float | None, cancel_queued: bool) -> list[TaskInfo]:
+        """Stop accepting; let queued tasks run until ``deadline``.
+
+        Args:
+            deadline: ``time.monotonic()`` value to wait until; None waits for
+                ever.
+            cancel_queued: drop queued tasks at once instead of running them.
+
+        Returns:
+            The queued tasks that will not run; the caller cancels them.
+        """
+        with self._lock:
+            self._accepting = False
+            dropped = self._admission.drain() if cancel_queued else []
+            # A task that stops its own supervisor holds a slot until it returns.
+            own = 1 if threading.current_thread() in self._threads else 0
+            while len(self._admission.ready) or self._admission.running > own:
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
+                    break
+                self._drained.wait(remaining)
+            dropped += self._admission.drain()
+            self._stopping = True
+            for worker in self._idle:
+                worker.idle = False
+                worker.task = None
+                self._size -= 1
+                worker.wakeup.release()
+            self._idle.clear()
+        return dropped
+
+    def join(self, deadline: float | None) -> None:
+        """Wait for the threads to exit (a hung task's thread is left)."""
+        while True:
+            with self._lock:
+                if not self._threads.difference((threading.current_thread(),)):
+                    return
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
+                    return
+                self._drained.wait(remaining)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()

@@ -1,0 +1,102 @@
+"""Checks of user input, each raising at the call site with the argument's name."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .constants import PRIORITIES, TASK_TYPES
+
+
+def check_priority(priority: Any, argument: str = "priority") -> int:
+    """Return ``priority`` if it is one of the four priorities.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(priority, bool) or priority not in PRIORITIES:
+        raise ValueError(
+            f"{argument} must be one of TASK_CRITICAL (0), TASK_HIGH (50), "
+            f"TASK_NORMAL (100), TASK_LOW (200); got {priority!r}"
+        )
+    return int(priority)
+
+
+def check_delay(delay: Any, argument: str = "delay") -> float | None:
+    """Return ``delay`` as seconds (None or 0 means none).
+
+    Raises:
+        TypeError: not a number.
+        ValueError: negative, infinite or NaN.
+    """
+    if delay is None:
+        return None
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+        raise TypeError(
+            f"{argument} must be a number of seconds or None; got {delay!r}"
+        )
+    if not math.isfinite(delay) or delay < 0:
+        raise ValueError(
+            f"{argument} must be a finite number of seconds >= 0; got {delay!r}"
+        )
+    return float(delay) or None
+
+
+def check_task_type(tt: Any, argument: str = "tt") -> int:
+    """Return ``tt`` if it is TT_COROUTINE, TT_THREAD or TT_MP.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(tt, bool) or tt not in TASK_TYPES:
+        raise ValueError(
+            f"{argument} must be TT_THREAD (1), TT_MP (2) or TT_COROUTINE (0); "
+            f"got {tt!r}"
+        )
+    return int(tt)
+
+
+def check_callable(value: Any, argument: str, allow_none: bool = False) -> Any:
+    """Return ``value`` if it is callable (or None when allowed).
+
+    Raises:
+        TypeError: not callable.
+    """
+    if value is None and allow_none:
+        return None
+    if not callable(value):
+        expected = "a callable or None" if allow_none else "a callable"
+        raise TypeError(f"{argument} must be {expected}; got {value!r}")
+    return value
+
+
+def check_count(value: Any, argument: str) -> int:
+    """Return ``value`` if it is an int >= 0.
+
+    Raises:
+        TypeError: not an int.
+        ValueError: negative.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argument} must be an int >= 0; got {value!r}")
+    if value < 0:
+        raise ValueError(f"{argument} must be an int >= 0; got {value!r}")
+    return value
+
+
+def check_timeout(value: Any, argument: str) -> float | None:
+    """Return ``value`` as seconds, or None (no limit).
+
+    Raises:
+        TypeError: not a number.
+        ValueError: negative or NaN.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{argument} must be a number of seconds or None; got {value!r}"
+        )
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{argument} must be >= 0 seconds; got {value!r}")
+    return float(value)
