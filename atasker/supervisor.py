@@ -255,9 +255,9 @@ class TaskSupervisor:
             self._active = False
             pool, timer = self._pool, self._timer
         assert pool is not None and timer is not None
-        for task in timer.stop():
+        for task in [*timer.stop(), *pool.close(cancel_tasks)]:
             task.set_canceled()
-        for task in pool.shutdown(deadline, cancel_tasks):
+        for task in pool.shutdown(deadline):
             task.set_canceled()
         if wait is not False:
             pool.join(deadline)

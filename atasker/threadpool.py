@@ -253,20 +253,31 @@ class ThreadPool:
     # Shutdown
     # ------------------------------------------------------------------
 
-    def shutdown(self, deadline: float | None, cancel_queued: bool) -> list[TaskInfo]:
-        """Stop accepting; let queued tasks run until ``deadline``.
+    def close(self, cancel_queued: bool) -> list[TaskInfo]:
+        """Stop accepting tasks.
+
+        Args:
+            cancel_queued: also take every queued task out of the heap.
+
+        Returns:
+            The tasks taken out; the caller cancels them.
+        """
+        with self._lock:
+            self._accepting = False
+            return self._admission.drain() if cancel_queued else []
+
+    def shutdown(self, deadline: float | None) -> list[TaskInfo]:
+        """Let queued tasks run until ``deadline``, then stop the threads.
 
         Args:
             deadline: ``time.monotonic()`` value to wait until; None waits for
                 ever.
-            cancel_queued: drop queued tasks at once instead of running them.
 
         Returns:
             The queued tasks that will not run; the caller cancels them.
         """
         with self._lock:
             self._accepting = False
-            dropped = self._admission.drain() if cancel_queued else []
             # A task that stops its own supervisor holds a slot until it returns.
             own = 1 if threading.current_thread() in self._threads else 0
             while len(self._admission.ready) or self._admission.running > own:
@@ -274,7 +285,7 @@ class ThreadPool:
                 if remaining is not None and remaining <= 0:
                     break
                 self._drained.wait(remaining)
-            dropped += self._admission.drain()
+            dropped = self._admission.drain()
             self._stopping = True
             for worker in self._idle:
                 worker.idle = False

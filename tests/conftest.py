@@ -1,0 +1,74 @@
+"""Shared fixtures: each test gets its own supervisor, checked for leftovers."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from atasker import TaskSupervisor
+
+_numbers = itertools.count(1)
+
+# Seconds a test may wait for anything; a bug fails the test instead of hanging.
+WAIT = 10.0
+
+
+def supervisor_threads(supervisor_id: str) -> list[threading.Thread]:
+    prefix = f"supervisor_{supervisor_id}_"
+    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+@pytest.fixture
+def make_supervisor() -> Iterator[type[TaskSupervisor]]:
+    """A factory of started-later supervisors; all are stopped and checked."""
+    made: list[TaskSupervisor] = []
+
+    def make(**kwargs: object) -> TaskSupervisor:
+        kwargs.setdefault("supervisor_id", f"test{next(_numbers)}")
+        supervisor = TaskSupervisor(**kwargs)  # type: ignore[arg-type]
+        made.append(supervisor)
+        return supervisor
+
+    yield make  # type: ignore[misc]
+    for supervisor in made:
+        supervisor.stop(wait=WAIT)
+        for thread in supervisor_threads(supervisor.id):
+            thread.join(WAIT)
+        left = supervisor_threads(supervisor.id)
+        assert not left, f"threads left after stop: {left}"
+
+
+@pytest.fixture
+def supervisor(make_supervisor: type[TaskSupervisor]) -> TaskSupervisor:
+    """A started supervisor with a small pool."""
+    sup = make_supervisor()
+    sup.set_thread_pool(pool_size=4, reserve_normal=0, reserve_high=0)
+    sup.start()
+    return sup
+
+
+class Gate:
+    """Tasks that block until released, and tell when they started."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = threading.Semaphore(0)
+
+    def block(self, *args: object, **kwargs: object) -> str:
+        self.started.release()
+        assert self.release.wait(WAIT), "gate never released"
+        return "released"
+
+    def wait_started(self, count: int = 1) -> None:
+        for _ in range(count):
+            assert self.started.acquire(timeout=WAIT), "task did not start"
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    g = Gate()
+    yield g
+    g.release.set()
