@@ -156,6 +156,12 @@ class Admission:
         self.running += 1
         return task
 
+    def admit_next(self) -> TaskInfo | None:
+        """Take the head if the reserve rule lets it start now; else None."""
+        if self.admissible() is None:
+            return None
+        return self.admit()
+
     def release(self) -> None:
         """A task admitted earlier has finished: free its slot."""
         self.running -= 1

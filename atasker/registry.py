@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 
 from .constants import (
+    FINAL_STATUSES,
     TASK_STATUS_CANCELED,
     TASK_STATUS_COMPLETED,
+    TASK_STATUS_ERROR,
+    TASK_STATUS_EXCEPTION,
 )
 from .task import TaskInfo
 
@@ -27,10 +31,11 @@ class TaskRegistry:
         self.keep_finished_age = keep_finished_age
         self._lock = threading.Lock()
         self._active: dict[str, TaskInfo] = {}
-        self._finished: dict[str, TaskInfo] = {}
-        self.completed = 0
-        self.failed = 0
-        self.canceled = 0
+        # OrderedDict, not dict: deleting the oldest entry of a plain dict
+        # leaves a hole that next(iter(d)) must skip, so a long-running store
+        # slows down; popitem(last=False) is O(1).
+        self._finished: OrderedDict[str, TaskInfo] = OrderedDict()
+        self._outcomes = dict.fromkeys(FINAL_STATUSES, 0)
 
     def add(self, task: TaskInfo) -> None:
         """Register an accepted task.
@@ -53,23 +58,33 @@ class TaskRegistry:
         with self._lock:
             if self._active.pop(task.id, None) is None:
                 return  # refused before it was accepted: not counted
-            if task.status == TASK_STATUS_COMPLETED:
-                self.completed += 1
-            elif task.status == TASK_STATUS_CANCELED:
-                self.canceled += 1
-            else:
-                self.failed += 1
+            self._outcomes[task.status] += 1
             finished = self._finished
             finished[task.id] = task
             while len(finished) > self.keep_finished:
-                del finished[next(iter(finished))]
-            if self.keep_finished_age is not None and finished:
+                finished.popitem(last=False)
+            if self.keep_finished_age is not None:
                 oldest_allowed = time.time() - self.keep_finished_age
                 while finished:
                     oldest = next(iter(finished.values()))
                     if (oldest.time_completed or 0) >= oldest_allowed:
                         break
-                    del finished[oldest.id]
+                    finished.popitem(last=False)
+
+    @property
+    def completed(self) -> int:
+        """Tasks that returned a value."""
+        return self._outcomes[TASK_STATUS_COMPLETED]
+
+    @property
+    def failed(self) -> int:
+        """Tasks that raised (status ERROR or EXCEPTION)."""
+        return self._outcomes[TASK_STATUS_ERROR] + self._outcomes[TASK_STATUS_EXCEPTION]
+
+    @property
+    def canceled(self) -> int:
+        """Tasks canceled before they ran."""
+        return self._outcomes[TASK_STATUS_CANCELED]
 
     def get(self, task_id: str) -> TaskInfo | None:
         """The record with ``task_id``, unfinished or still kept; else None."""

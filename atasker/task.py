@@ -302,8 +302,11 @@ class TaskInfo:
         Does nothing if the task was canceled before it could start. Never
         raises: the task's exception goes on the record.
         """
-        if not self.set_started():
-            return
+        with self._lock:  # set_started(), inlined: this is the hot path
+            if self.status != TASK_STATUS_QUEUED:
+                return
+            self.status = TASK_STATUS_STARTED
+            self.time_started = time.time()
         context = self._context
         self._context = None
         _running.task = self
@@ -315,7 +318,7 @@ class TaskInfo:
         except BaseException as exc:
             self.set_exception(exc)
         else:
-            self.set_result(result)
+            self._finish(TASK_STATUS_COMPLETED, result)
         finally:
             _running.task = None
 

@@ -155,19 +155,25 @@ class ThreadPool:
         admission = self._admission
         spawn: list[TaskInfo | None] = []
         while True:
-            task = admission.admissible()
-            if task is None:
-                break
             if self._idle:
+                task = admission.admit_next()
+                if task is None:
+                    break
                 worker = self._idle.pop()
                 worker.idle = False
-                worker.task = admission.admit()
+                worker.task = task
                 worker.wakeup.release()
-            elif self._size < self.max_size or task.priority == TASK_CRITICAL:
-                spawn.append(admission.admit())
-                self._size += 1
-            else:
+                continue
+            if self._size >= self.max_size:
+                # No thread to spare: only a CRITICAL head may grow the pool.
+                head = admission.admissible()
+                if head is None or head.priority != TASK_CRITICAL:
+                    break
+            task = admission.admit_next()
+            if task is None:
                 break
+            spawn.append(task)
+            self._size += 1
         return spawn
 
     def _start_threads(self, first_tasks: list[TaskInfo | None]) -> None:
@@ -217,8 +223,9 @@ class ThreadPool:
         with self._lock:
             admission = self._admission
             admission.release()
-            if admission.admissible() is not None:
-                return admission.admit()
+            task = admission.admit_next()
+            if task is not None:
+                return task
             if not self._accepting:
                 self._drained.notify_all()
             if self._stopping or self._size > self.max_size:
