@@ -30,7 +30,6 @@ from .constants import (
     PRIORITIES,
     TASK_NORMAL,
     TASK_STATUS_CANCELED,
-    TASK_STATUS_COMPLETED,
     TASK_STATUS_DELAYED,
     TASK_STATUS_QUEUED,
     TASK_STATUS_STARTED,
@@ -500,20 +499,18 @@ class TaskSupervisor:
                 logger.exception("timeout function %r failed", func)
 
     def _task_finished(self, task: TaskInfo, previous: int) -> None:
-        """A record reached its final status (called by the record, no lock held)."""
+        """A record reached its final status (called under the record's lock:
+        only bookkeeping here, no user code)."""
         if task.status == TASK_STATUS_CANCELED:
             if previous == TASK_STATUS_QUEUED and self._pool is not None:
                 self._pool.discard(task)
             elif previous == TASK_STATUS_DELAYED and self._timer is not None:
                 self._timer.discard(task)
         self._registry.finish(task)
-        if task.status == TASK_STATUS_COMPLETED:
-            if task.callback is not None:
-                try:
-                    task.callback(task.result)
-                except Exception:
-                    logger.exception("callback of task %s failed", task.id)
-        elif task.exception is not None and self.log_exceptions:
+
+    def _task_failed(self, task: TaskInfo) -> None:
+        """A record ended with an exception (called by the record, no lock held)."""
+        if task.exception is not None and self.log_exceptions:
             logger.error(
                 "task %s (%s) failed",
                 task.id,

@@ -12,9 +12,10 @@ Waiting costs nothing until someone waits: the ``threading.Event`` and the
 list of done callbacks are created on first use, so a queued record is a few
 hundred bytes.
 
-When a record reaches its final status it wakes its waiters, then calls its
-owner (the supervisor: look-up store, counters, logging), then the done
-callbacks. Errors raised by a callback are logged and never reach the thread
+When a record reaches its final status it tells its owner (the supervisor:
+look-up store, counters), wakes its waiters, has a failure logged, then calls
+the ``callback`` option with the result and the done callbacks with the
+record. Errors raised by a callback are logged and never reach the thread
 that finished the task.
 """
 
@@ -349,10 +350,21 @@ class TaskInfo:
             callbacks = self._done_callbacks
             self._done_callbacks = None
             self._context = None
+            owner = self._owner
+            if owner is not None:
+                # Under the lock, so whoever sees the final status also sees
+                # the record counted and stored. The owner takes only its own
+                # locks here and never a record's: the lock order is one-way.
+                owner._task_finished(self, previous)
         if event is not None:
             event.set()
-        if self._owner is not None:
-            self._owner._task_finished(self, previous)
+        if exception is not None and owner is not None:
+            owner._task_failed(self)
+        if status == TASK_STATUS_COMPLETED and self.callback is not None:
+            try:
+                self.callback(result)
+            except Exception:
+                logger.exception("callback of task %s failed", self.id)
         if callbacks:
             for fn in callbacks:
                 _call_logged(fn, self)

@@ -54,15 +54,27 @@ def test_exception_kept_raised_and_logged(supervisor, caplog) -> None:
     def fail():
         raise ValueError("broken")
 
+    logged = threading.Event()
+    supervisor._task_failed = _then_set(supervisor._task_failed, logged)
     with caplog.at_level(logging.ERROR, logger="atasker"):
         task = background_task(fail, supervisor=supervisor)()
         with pytest.raises(ValueError, match="broken"):
             wait_completed(task, timeout=WAIT)
+        # The failure is logged by the worker just after waiters are woken.
+        assert logged.wait(WAIT)
     assert task.status == TASK_STATUS_EXCEPTION
     assert isinstance(task.exception, ValueError)
     assert "in fail" in task.traceback and "ValueError: broken" in task.traceback
     failures = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(failures) == 1 and failures[0].exc_info[1] is task.exception
+
+
+def _then_set(function, event):
+    def wrapper(*args):
+        function(*args)
+        event.set()
+
+    return wrapper
 
 
 def test_logging_can_be_turned_off(supervisor, caplog) -> None:
@@ -71,9 +83,11 @@ def test_logging_can_be_turned_off(supervisor, caplog) -> None:
     def fail():
         raise ValueError("quiet")
 
+    reported = threading.Event()
+    supervisor._task_failed = _then_set(supervisor._task_failed, reported)
     with caplog.at_level(logging.ERROR, logger="atasker"):
         task = background_task(fail, supervisor=supervisor)()
-        task.wait(WAIT)
+        assert reported.wait(WAIT)
     assert task.status == TASK_STATUS_EXCEPTION
     assert not caplog.records
 
@@ -195,14 +209,14 @@ def test_wait_completed_list_order_and_first_failure(supervisor) -> None:
 
 def test_done_callbacks(supervisor, gate: Gate) -> None:
     seen = []
+    called = threading.Event()
     task = background_task(gate.block, supervisor=supervisor)()
-    task.add_done_callback(lambda t: seen.append(("before", t.status)))
+    task.add_done_callback(lambda t: (seen.append(("before", t.status)), called.set()))
     gate.release.set()
-    task.wait(WAIT)
+    # The first callback runs in the worker, after waiters are woken.
+    assert called.wait(WAIT)
     task.add_done_callback(lambda t: seen.append(("after", t.status)))
-    # The first callback runs in the worker right after the status is set.
-    assert ("after", TASK_STATUS_COMPLETED) in seen
-    assert len(seen) == 2
+    assert seen == [("before", TASK_STATUS_COMPLETED), ("after", TASK_STATUS_COMPLETED)]
 
 
 def test_failing_done_callback_is_logged(supervisor, caplog) -> None:
