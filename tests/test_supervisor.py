@@ -306,3 +306,14 @@ def test_queue_wait_warnings(make_supervisor, gate: Gate, caplog) -> None:
     late = background_task(int, supervisor=sup)()
     late.wait(WAIT)
     assert critical == [late]
+
+
+def test_demo_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "atasker", "--seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "every task ended in a final state: True" in out.stdout
