@@ -4,7 +4,7 @@ Importing the package creates the default ``task_supervisor``; it starts
 nothing (no thread) until ``task_supervisor.start()``.
 """
 
-from .api import background_task, wait_completed
+from .api import background_task, co_apply, co_mp_apply, wait_completed
 from .constants import (
     TASK_CRITICAL,
     TASK_HIGH,
@@ -22,12 +22,14 @@ from .constants import (
     TT_THREAD,
 )
 from .errors import (
+    ProcessPoolStartError,
     SupervisorNotRunningError,
     TaskCancelledError,
     TaskError,
     TaskTimeoutError,
     WorkerLostError,
 )
+from .mpworker import RemoteTraceback
 from .supervisor import TaskSupervisor, task_supervisor
 from .task import TaskInfo, current_task
 
@@ -48,6 +50,8 @@ __all__ = [
     "TT_COROUTINE",
     "TT_MP",
     "TT_THREAD",
+    "ProcessPoolStartError",
+    "RemoteTraceback",
     "SupervisorNotRunningError",
     "TaskCancelledError",
     "TaskError",
@@ -56,6 +60,8 @@ __all__ = [
     "TaskTimeoutError",
     "WorkerLostError",
     "background_task",
+    "co_apply",
+    "co_mp_apply",
     "current_task",
     "task_supervisor",
     "wait_completed",

@@ -163,10 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
     bench = commands.add_parser("bench", help="compare with ThreadPoolExecutor")
     bench.add_argument("--rounds", type=int, default=5)
-    bench.add_argument("--tasks", type=int, default=50_000)
+    bench.add_argument("--tasks", type=int, default=50_000, help="thread tasks")
+    bench.add_argument("--mp-tasks", type=int, default=5_000, help="process tasks")
     args = parser.parse_args(argv)
     if args.command == "bench":
-        benchmark.run(rounds=args.rounds, tasks=args.tasks)
+        benchmark.run(rounds=args.rounds, tasks=args.tasks, mp_tasks=args.mp_tasks)
     else:
         demo(args.seconds, sys.stdout)
     return 0

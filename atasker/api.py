@@ -8,7 +8,8 @@ import time
 from collections.abc import Iterable
 from typing import Any, Callable, overload
 
-from .constants import TASK_NORMAL, TT_THREAD
+from .constants import TASK_NORMAL, TT_MP, TT_THREAD
+from .processpool import accepts_task_id
 from .supervisor import TaskSupervisor, task_supervisor
 from .task import TaskInfo
 from .validation import (
@@ -16,6 +17,7 @@ from .validation import (
     check_delay,
     check_priority,
     check_task_type,
+    check_time_limit,
     check_timeout,
 )
 
@@ -31,6 +33,7 @@ def background_task(
     delay: float | None = None,
     tt: int = TT_THREAD,
     callback: Callable[[Any], Any] | None = None,
+    time_limit: float | None = None,
     loop: Any = None,
     supervisor: TaskSupervisor | None = None,
 ) -> TaskFactory: ...
@@ -45,6 +48,7 @@ def background_task(
     delay: float | None = None,
     tt: int = TT_THREAD,
     callback: Callable[[Any], Any] | None = None,
+    time_limit: float | None = None,
     loop: Any = None,
     supervisor: TaskSupervisor | None = None,
 ) -> Callable[[Callable[..., Any]], TaskFactory]: ...
@@ -58,6 +62,7 @@ def background_task(
     delay: float | None = None,
     tt: int = TT_THREAD,
     callback: Callable[[Any], Any] | None = None,
+    time_limit: float | None = None,
     loop: Any = None,
     supervisor: TaskSupervisor | None = None,
 ) -> TaskFactory | Callable[[Callable[..., Any]], TaskFactory]:
@@ -73,19 +78,26 @@ def background_task(
         name: the task name; default ``module.qualname`` of ``f``.
         priority: TASK_LOW, TASK_NORMAL, TASK_HIGH or TASK_CRITICAL.
         delay: seconds to wait before queueing; the task holds no slot then.
-        tt: task type; TT_THREAD.
-        callback: called with the result when the task completes.
+        tt: task type: TT_THREAD, or TT_MP to run in a worker process (the
+            function must live at the top level of an importable module; its
+            arguments are pickled at each call).
+        callback: called with the result when the task completes (for a
+            process task, in the parent, in a thread of the pool's own).
+        time_limit: process tasks: seconds after which the worker process is
+            killed and the task fails with TaskTimeoutError.
         loop: reserved for coroutine tasks.
         supervisor: the supervisor to use; the default one if None (looked
             up at each call).
 
     Raises:
-        TypeError: ``f`` or ``callback`` is not callable.
-        ValueError: unknown priority or task type, bad delay.
+        TypeError: ``f`` or ``callback`` is not callable; a process task's
+            function or arguments cannot be pickled (at the call).
+        ValueError: unknown priority or task type, bad delay or time limit.
     """
     priority = check_priority(priority)
     delay = check_delay(delay)
     tt = check_task_type(tt)
+    time_limit = check_time_limit(time_limit, tt)
     check_callable(callback, "callback", allow_none=True)
     if supervisor is not None and not isinstance(supervisor, TaskSupervisor):
         raise TypeError(f"supervisor must be a TaskSupervisor; got {supervisor!r}")
@@ -98,6 +110,7 @@ def background_task(
                 "not supported by this version; use a plain function"
             )
         task_name = name or _default_name(target)
+        pass_task_id = tt == TT_MP and accepts_task_id(target)
 
         @functools.wraps(target)
         def start(*args: Any, **kwargs: Any) -> TaskInfo:
@@ -110,6 +123,8 @@ def background_task(
                 tt=tt,
                 name=task_name,
                 callback=callback,
+                time_limit=time_limit,
+                pass_task_id=pass_task_id,
                 checked=True,
             )
 
@@ -173,3 +188,70 @@ def wait_completed(
                 f"not completed within {timeout} s"
             )
     return [record.get() for record in records]
+
+
+async def co_mp_apply(
+    f: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    priority: int = TASK_NORMAL,
+    delay: float | None = None,
+    supervisor: TaskSupervisor | None = None,
+    time_limit: float | None = None,
+) -> Any:
+    """Run ``f(*args, **kwargs)`` in the process pool and await its result.
+
+    Awaitable from any running asyncio loop. Cancelling the awaiting
+    coroutine cancels the task (a running one has its worker process
+    terminated).
+
+    Args:
+        f: a function at the top level of an importable module.
+        args, kwargs: its arguments; pickled now.
+        priority, delay, time_limit: as for :func:`background_task`.
+        supervisor: the supervisor to use; the default one if None.
+
+    Returns:
+        What ``f`` returned.
+
+    Raises:
+        BaseException: what ``f`` raised, WorkerLostError if its process
+            died, TaskTimeoutError past the time limit.
+        TypeError, ValueError: bad arguments (before anything runs).
+    """
+    task = (supervisor or task_supervisor).submit(
+        f,
+        tuple(args),
+        dict(kwargs) if kwargs else {},
+        priority=priority,
+        delay=delay,
+        tt=TT_MP,
+        time_limit=time_limit,
+        name=_default_name(f) if callable(f) else None,
+    )
+    return await task
+
+
+async def co_apply(
+    f: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    priority: int = TASK_NORMAL,
+    delay: float | None = None,
+    supervisor: TaskSupervisor | None = None,
+) -> Any:
+    """Run ``f(*args, **kwargs)`` in the thread pool and await its result.
+
+    The thread-pool twin of :func:`co_mp_apply`; cancelling the awaiting
+    coroutine cancels the task if it has not started.
+    """
+    task = (supervisor or task_supervisor).submit(
+        f,
+        tuple(args),
+        dict(kwargs) if kwargs else {},
+        priority=priority,
+        delay=delay,
+        tt=TT_THREAD,
+        name=_default_name(f) if callable(f) else None,
+    )
+    return await task

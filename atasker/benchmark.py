@@ -12,14 +12,16 @@ import statistics
 import threading
 import time
 import tracemalloc
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Callable
 
 from .api import background_task, wait_completed
-from .constants import TASK_HIGH, TASK_LOW
+from .constants import TASK_HIGH, TASK_LOW, TT_MP
+from .processpool import default_context
 from .supervisor import TaskSupervisor
 
 THREADS = 8
+PROCESSES = 2
 
 
 def noop() -> None:
@@ -126,6 +128,69 @@ def memory_executor(tasks: int) -> float:
             gate.set()
 
 
+def _mp_supervisor() -> TaskSupervisor:
+    supervisor = TaskSupervisor(supervisor_id="bench-mp")
+    supervisor.create_mp_pool(processes=PROCESSES)
+    supervisor.start()
+    return supervisor
+
+
+def _warm_executor(executor: ProcessPoolExecutor) -> None:
+    for future in [executor.submit(noop) for _ in range(PROCESSES * 2)]:
+        future.result()
+
+
+def mp_throughput_atasker(tasks: int) -> float:
+    """Process tasks per second: submit all, then wait (pool already started)."""
+    supervisor = _mp_supervisor()
+    run = background_task(noop, tt=TT_MP, supervisor=supervisor)
+    try:
+        run().get()
+        started = time.perf_counter()
+        wait_completed([run() for _ in range(tasks)])
+        return tasks / (time.perf_counter() - started)
+    finally:
+        supervisor.stop()
+
+
+def mp_throughput_executor(tasks: int) -> float:
+    """ProcessPoolExecutor(PROCESSES) tasks per second: submit all, then wait."""
+    with ProcessPoolExecutor(PROCESSES, mp_context=default_context()) as executor:
+        _warm_executor(executor)
+        started = time.perf_counter()
+        for future in [executor.submit(noop) for _ in range(tasks)]:
+            future.result()
+        return tasks / (time.perf_counter() - started)
+
+
+def mp_latency_atasker(samples: int) -> float:
+    """Median seconds from submit to result of one process task, idle pool."""
+    supervisor = _mp_supervisor()
+    run = background_task(noop, tt=TT_MP, supervisor=supervisor)
+    try:
+        run().get()
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            run().get()
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+    finally:
+        supervisor.stop()
+
+
+def mp_latency_executor(samples: int) -> float:
+    """Median seconds from submit to result of one ProcessPoolExecutor task."""
+    with ProcessPoolExecutor(PROCESSES, mp_context=default_context()) as executor:
+        _warm_executor(executor)
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            executor.submit(noop).result()
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+
 def priority_drain(low: int = 1000, high: int = 10) -> tuple[bool, float]:
     """8 busy threads, ``low`` LOW then ``high`` HIGH queued, then released.
 
@@ -163,7 +228,10 @@ def priority_drain(low: int = 1000, high: int = 10) -> tuple[bool, float]:
 
 
 def run(
-    rounds: int = 5, tasks: int = 50_000, out: Callable[[str], object] = print
+    rounds: int = 5,
+    tasks: int = 50_000,
+    mp_tasks: int = 5_000,
+    out: Callable[[str], object] = print,
 ) -> None:
     """Run every measure ``rounds`` times and print medians and ratios."""
 
@@ -196,4 +264,20 @@ def run(
         f"priority: {THREADS} busy threads, 1000 LOW then 10 HIGH: HIGH first in "
         f"{sum(ok for ok, _ in results)}/{rounds} rounds, all drained in "
         f"{drain * 1000:.1f} ms (target < 50 ms)"
+    )
+    out(
+        f"atasker vs ProcessPoolExecutor, {PROCESSES} processes, "
+        f"median of {rounds} rounds"
+    )
+    ours = median_of(mp_throughput_atasker, mp_tasks)
+    theirs = median_of(mp_throughput_executor, mp_tasks)
+    out(
+        f"process throughput, {mp_tasks} trivial tasks: {ours:,.0f}/s vs "
+        f"{theirs:,.0f}/s  ratio {ours / theirs:.2f}x (target >= 1.0x, aim 2.5x)"
+    )
+    ours = median_of(mp_latency_atasker, 500)
+    theirs = median_of(mp_latency_executor, 500)
+    out(
+        f"process idle submit-to-result latency: {ours * 1e6:.0f} us vs "
+        f"{theirs * 1e6:.0f} us  ratio {ours / theirs:.2f}x (target <= 1.0x)"
     )

@@ -45,3 +45,7 @@ class WorkerLostError(BrokenProcessPool):
 
 class SupervisorNotRunningError(RuntimeError):
     """A task was submitted to a supervisor that is not started or is stopping."""
+
+
+class ProcessPoolStartError(RuntimeError):
+    """A worker process could not start: its initializer raised, or it died."""

@@ -33,9 +33,17 @@ from .constants import (
     TASK_STATUS_DELAYED,
     TASK_STATUS_QUEUED,
     TASK_STATUS_STARTED,
+    TT_COROUTINE,
+    TT_MP,
     TT_THREAD,
 )
 from .errors import SupervisorNotRunningError
+from .processpool import (
+    ProcessPool,
+    accepts_task_id,
+    pickle_payload,
+    resolve_context,
+)
 from .registry import TaskRegistry
 from .task import TaskInfo, current_task
 from .threadpool import ThreadPool
@@ -46,6 +54,7 @@ from .validation import (
     check_delay,
     check_priority,
     check_task_type,
+    check_time_limit,
     check_timeout,
 )
 
@@ -118,6 +127,13 @@ class TaskSupervisor:
         self.reserve_high = 0
         self.min_size: int | str = 0
         self.max_size: int | None = None
+        self.mp_pool_size = 0
+        self.mp_reserve_normal = 0
+        self.mp_reserve_high = 0
+        # None: forkserver where available, else spawn.
+        self.mp_context: Any = None
+        self._mp_options: dict[str, Any] | None = None
+        self._mp_pool: ProcessPool | None = None
         self.set_thread_pool(
             pool_size=pool_size,
             reserve_normal=reserve_normal,
@@ -179,6 +195,115 @@ class TaskSupervisor:
 
     set_config = set_thread_pool  # atasker's older name
 
+    def set_mp_pool(
+        self,
+        pool_size: int | None = None,
+        reserve_normal: int | None = None,
+        reserve_high: int | None = None,
+    ) -> None:
+        """Configure the process pool's reserve rule; works while running.
+
+        The rule is the thread pool's (see :meth:`set_thread_pool`); every
+        start also needs an idle worker process. ``pool_size=0`` (the
+        default) leaves the number of processes as the only limit.
+
+        Raises:
+            TypeError, ValueError: an argument is not an int >= 0.
+        """
+        with self._state_lock:
+            if pool_size is not None:
+                self.mp_pool_size = check_count(pool_size, "pool_size")
+            if reserve_normal is not None:
+                self.mp_reserve_normal = check_count(reserve_normal, "reserve_normal")
+            if reserve_high is not None:
+                self.mp_reserve_high = check_count(reserve_high, "reserve_high")
+            if self._mp_pool is not None:
+                self._mp_pool.configure(
+                    self.mp_pool_size, self.mp_reserve_normal, self.mp_reserve_high
+                )
+
+    def create_mp_pool(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+    ) -> None:
+        """Set up the process pool (atasker's call, multiprocessing.Pool's arguments).
+
+        The worker processes start now if the supervisor runs, else with
+        ``start()``; without this call the pool is created with defaults on
+        the first process task.
+
+        Args:
+            processes: worker processes; default: ``pool_size`` plus the
+                reserves of :meth:`set_mp_pool` if set, else ``cpu_count``.
+            initializer, initargs: run in each worker before its first task.
+            maxtasksperchild: replace a worker after this many tasks.
+            context: a start-method name or a multiprocessing context;
+                default ``mp_context``, else forkserver where available.
+
+        Raises:
+            TypeError, ValueError: a bad argument.
+            RuntimeError: a process pool already runs.
+            ProcessPoolStartError: a worker's initializer raised.
+        """
+        if processes is not None and check_count(processes, "processes") < 1:
+            raise ValueError(f"processes must be >= 1; got {processes!r}")
+        if (
+            maxtasksperchild is not None
+            and check_count(maxtasksperchild, "maxtasksperchild") < 1
+        ):
+            raise ValueError(f"maxtasksperchild must be >= 1; got {maxtasksperchild!r}")
+        check_callable(initializer, "initializer", allow_none=True)
+        options = {
+            "processes": processes,
+            "initializer": initializer,
+            "initargs": tuple(initargs),
+            "max_tasks_per_child": maxtasksperchild,
+            "context": resolve_context(
+                context if context is not None else self.mp_context
+            ),
+        }
+        with self._state_lock:
+            if self._mp_pool is not None:
+                raise RuntimeError(
+                    f"supervisor {self.id} already runs a process pool; "
+                    "stop the supervisor to create another"
+                )
+            self._mp_options = options
+            if self._active:
+                self._start_mp_pool()
+
+    def _start_mp_pool(self) -> ProcessPool:
+        """Start the process pool (state lock held)."""
+        options = self._mp_options or {
+            "processes": None,
+            "initializer": None,
+            "initargs": (),
+            "max_tasks_per_child": None,
+            "context": resolve_context(self.mp_context),
+        }
+        processes = options["processes"]
+        if processes is None:
+            reserved = self.mp_pool_size + self.mp_reserve_normal + self.mp_reserve_high
+            processes = reserved if self.mp_pool_size else (os.cpu_count() or 1)
+        pool = ProcessPool(
+            f"supervisor_{self.id}_mp_",
+            options["context"],
+            processes,
+            options["initializer"],
+            options["initargs"],
+            options["max_tasks_per_child"],
+            self.mp_pool_size,
+            self.mp_reserve_normal,
+            self.mp_reserve_high,
+        )
+        pool.start()
+        self._mp_pool = pool
+        return pool
+
     def _max_threads(self) -> int:
         if self.max_size is not None:
             return self.max_size
@@ -218,6 +343,13 @@ class TaskSupervisor:
                 min_size=self._min_threads(),
                 max_size=self._max_threads(),
             )
+            if self._mp_options is not None:
+                try:
+                    self._start_mp_pool()
+                except BaseException:
+                    self._pool.shutdown(None)
+                    self._pool = self._timer = None
+                    raise
             self._active = True
             self._stopped.clear()
             logger.info(
@@ -252,12 +384,21 @@ class TaskSupervisor:
             if not self._active:
                 return
             self._active = False
-            pool, timer = self._pool, self._timer
+            pool, timer, mp_pool = self._pool, self._timer, self._mp_pool
+            self._mp_pool = None
         assert pool is not None and timer is not None
-        for task in [*timer.stop(), *pool.close(cancel_tasks)]:
+        dropped = [*timer.stop(), *pool.close(cancel_tasks)]
+        if mp_pool is not None:
+            dropped += mp_pool.close(cancel_tasks)
+        for task in dropped:
             task.set_canceled()
+        # Both pools drain towards the same deadline; the process pool also
+        # ends its worker processes, so it goes last.
         for task in pool.shutdown(deadline):
             task.set_canceled()
+        if mp_pool is not None:
+            for task in mp_pool.shutdown(deadline):
+                task.set_canceled()
         if wait is not False:
             pool.join(deadline)
         self._stopped.set()
@@ -285,9 +426,11 @@ class TaskSupervisor:
     ) -> TaskInfo:
         """Run ``target(*args, _task_id=<id>, **kwargs)`` as a task (atasker's call).
 
-        The task is marked completed when the target returns or raises; an
-        explicit :meth:`mark_task_completed` is accepted too. ``worker`` is
-        accepted for compatibility.
+        A thread target always gets ``_task_id``; a process target
+        (``tt=TT_MP``) only if its signature takes it (a ``_task_id``
+        parameter or ``**kwargs``). The task is marked completed when the
+        target returns or raises; an explicit :meth:`mark_task_completed` is
+        accepted too. ``worker`` is accepted for compatibility.
 
         Returns:
             The task record.
@@ -297,19 +440,17 @@ class TaskSupervisor:
             SupervisorNotRunningError: the supervisor is not started.
         """
         check_callable(target, "target")
-        kwargs = dict(kwargs) if kwargs else {}
-        task = self.submit(
+        return self.submit(
             target,
             tuple(args),
-            kwargs,
+            dict(kwargs) if kwargs else {},
             priority=priority,
             delay=delay,
             tt=tt,
             callback=callback,
             task_id=task_id,
-            pass_task_id=True,
+            pass_task_id=tt != TT_MP or accepts_task_id(target),
         )
-        return task
 
     def submit(
         self,
@@ -322,6 +463,7 @@ class TaskSupervisor:
         tt: int = TT_THREAD,
         name: str | None = None,
         callback: Callable[[Any], Any] | None = None,
+        time_limit: float | None = None,
         task_id: str | None = None,
         pass_task_id: bool = False,
         checked: bool = False,
@@ -330,11 +472,15 @@ class TaskSupervisor:
 
         ``pass_task_id=True`` adds ``_task_id`` to the target's kwargs;
         ``checked=True`` skips argument checks already made (by
-        ``background_task`` when it decorated the target).
+        ``background_task`` when it decorated the target). A process task
+        (``tt=TT_MP``) is pickled here, so what cannot be pickled is refused
+        before a record exists.
 
         Raises:
             TypeError, ValueError: a bad argument (named in the message).
             SupervisorNotRunningError: the supervisor is not started.
+            ProcessPoolStartError: the process pool, started by this first
+                process task, could not start.
         """
         if not checked:
             check_callable(target, "target")
@@ -342,10 +488,9 @@ class TaskSupervisor:
             delay = check_delay(delay)
             tt = check_task_type(tt)
             check_callable(callback, "callback", allow_none=True)
-        if tt != TT_THREAD:
-            raise ValueError(
-                f"tt={tt}: only TT_THREAD tasks are supported by this version"
-            )
+            time_limit = check_time_limit(time_limit, tt)
+        if tt == TT_COROUTINE:
+            raise ValueError("tt=TT_COROUTINE: coroutine tasks are not supported yet")
         pool, timer = self._pool, self._timer
         if not self._active or pool is None or timer is None:
             raise SupervisorNotRunningError(
@@ -367,14 +512,30 @@ class TaskSupervisor:
             name=name,
             delay=delay,
             callback=callback,
+            time_limit=time_limit,
             owner=self,
         )
+        if tt == TT_MP:
+            task.payload = pickle_payload(target, args, kwargs)
+            submit = self._mp_submitter()
+        else:
+            submit = pool.submit
         self._registry.add(task)
-        accepted = timer.schedule(task, delay) if delay else pool.submit(task)
+        accepted = timer.schedule(task, delay) if delay else submit(task)
         if not accepted:
             self._registry.remove(task)
             raise SupervisorNotRunningError(f"supervisor {self.id} is stopping")
         return task
+
+    def _mp_submitter(self) -> Callable[[TaskInfo], bool]:
+        """The process pool's submit; the pool starts on the first process task."""
+        mp_pool = self._mp_pool
+        if mp_pool is None:
+            with self._state_lock:
+                if not self._active:
+                    raise SupervisorNotRunningError(f"supervisor {self.id} is stopping")
+                mp_pool = self._mp_pool or self._start_mp_pool()
+        return mp_pool.submit
 
     def mark_task_completed(
         self, task: TaskInfo | str | None = None, task_id: str | None = None
@@ -420,18 +581,23 @@ class TaskSupervisor:
         Returns:
             A namespace with ``id, active, started, thread_pool_size,
             thread_reserve_normal, thread_reserve_high, thread_tasks`` (running
-            thread-task records), ``thread_tasks_count, mp_tasks,
-            mp_tasks_count, tasks`` (id -> unfinished record), and
-            ``thread_pool_threads, queued`` (priority -> count), ``delayed,
-            completed, failed, canceled, kept_finished``.
+            thread-task records), ``thread_tasks_count, mp_tasks`` (running
+            process-task records), ``mp_tasks_count, tasks`` (id ->
+            unfinished record), and ``thread_pool_threads, queued`` (priority
+            -> count), ``mp_pool_size, mp_reserve_normal, mp_reserve_high,
+            mp_queued, mp_pids`` (worker process ids), ``delayed, completed,
+            failed, canceled, kept_finished``.
         """
         active = self._registry.active()
-        running = [
-            t for t in active if t.status == TASK_STATUS_STARTED and t.tt == TT_THREAD
-        ]
-        pool = self._pool
+        started = [t for t in active if t.status == TASK_STATUS_STARTED]
+        running = [t for t in started if t.tt == TT_THREAD]
+        mp_running = [t for t in started if t.tt == TT_MP]
+        pool, mp_pool = self._pool, self._mp_pool
         registry = self._registry
         queued = pool.queued() if pool is not None else dict.fromkeys(PRIORITIES, 0)
+        mp_queued = (
+            mp_pool.queued() if mp_pool is not None else dict.fromkeys(PRIORITIES, 0)
+        )
         return types.SimpleNamespace(
             id=self.id,
             active=self._active,
@@ -442,8 +608,13 @@ class TaskSupervisor:
             thread_pool_threads=pool.size if pool is not None else 0,
             thread_tasks=running,
             thread_tasks_count=len(running),
-            mp_tasks=[],
-            mp_tasks_count=0,
+            mp_pool_size=self.mp_pool_size,
+            mp_reserve_normal=self.mp_reserve_normal,
+            mp_reserve_high=self.mp_reserve_high,
+            mp_tasks=mp_running,
+            mp_tasks_count=len(mp_running),
+            mp_queued=mp_queued,
+            mp_pids=mp_pool.pids() if mp_pool is not None else [],
             tasks={t.id: t for t in active},
             queued=queued,
             delayed=sum(1 for t in active if t.status == TASK_STATUS_DELAYED),
@@ -461,7 +632,9 @@ class TaskSupervisor:
         """Timer thread: a delayed task is due."""
         if not task.set_queued():
             return  # canceled meanwhile
-        pool = self._pool
+        pool: ThreadPool | ProcessPool | None = (
+            self._mp_pool if task.tt == TT_MP else self._pool
+        )
         if pool is None or not pool.submit(task):
             task.set_canceled()  # stopping: accepted, so it must end
 
@@ -502,11 +675,20 @@ class TaskSupervisor:
         """A record reached its final status (called under the record's lock:
         only bookkeeping here, no user code)."""
         if task.status == TASK_STATUS_CANCELED:
-            if previous == TASK_STATUS_QUEUED and self._pool is not None:
-                self._pool.discard(task)
+            if previous == TASK_STATUS_QUEUED:
+                pool = self._mp_pool if task.tt == TT_MP else self._pool
+                if pool is not None:
+                    pool.discard(task)
             elif previous == TASK_STATUS_DELAYED and self._timer is not None:
                 self._timer.discard(task)
         self._registry.finish(task)
+
+    def _cancel_running(self, task: TaskInfo) -> bool:
+        """Cancel a started task: possible for a process task only."""
+        mp_pool = self._mp_pool
+        if task.tt == TT_MP and mp_pool is not None:
+            return mp_pool.cancel_running(task)
+        return False
 
     def _task_failed(self, task: TaskInfo) -> None:
         """A record ended with an exception (called by the record, no lock held)."""

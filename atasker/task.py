@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("atasker")
 
 DoneCallback = Callable[["TaskInfo"], Any]
+Defer = Callable[[Callable[[], None]], Any]
 
 # The record running in the current thread, for mark_task_completed().
 _running = threading.local()
@@ -86,6 +87,8 @@ class TaskInfo:
         "name",
         "exception",
         "traceback",
+        "time_limit",
+        "payload",
         "in_heap",
         "_lock",
         "_done_event",
@@ -106,6 +109,7 @@ class TaskInfo:
         name: str | None = None,
         delay: float | None = None,
         callback: Callable[[Any], Any] | None = None,
+        time_limit: float | None = None,
         owner: TaskSupervisor | None = None,
     ) -> None:
         self.id = task_id
@@ -124,6 +128,9 @@ class TaskInfo:
         self.name = name
         self.exception: BaseException | None = None
         self.traceback: str | None = None
+        self.time_limit = time_limit
+        # Process tasks: (target, args, kwargs) pickled when submitted.
+        self.payload: bytes | None = None
         # Set by the heap that holds the record (ready or timer heap), under
         # that heap's lock; a record is in at most one heap at a time.
         self.in_heap = False
@@ -250,17 +257,25 @@ class TaskInfo:
     # ------------------------------------------------------------------
 
     def cancel(self) -> bool:
-        """Cancel the task if it has not started.
+        """Cancel the task.
+
+        A queued or delayed task will never run. A running process task has
+        its worker process terminated (and replaced). A running thread or
+        coroutine task cannot be stopped from outside.
 
         Returns:
-            True if the task is now canceled (it was queued or delayed, or was
-            canceled already), False if it is running or finished otherwise.
+            True if the task is now canceled (or was already), False if it
+            runs on or has finished otherwise.
         """
         if self.status == TASK_STATUS_CANCELED:
             return True
-        return self._finish(
+        if self._finish(
             TASK_STATUS_CANCELED, only_from=(TASK_STATUS_QUEUED, TASK_STATUS_DELAYED)
-        )
+        ):
+            return True
+        if self.status == TASK_STATUS_STARTED and self._owner is not None:
+            return self._owner._cancel_running(self)
+        return False
 
     def set_queued(self) -> bool:
         """DELAYED -> QUEUED, when the due time comes; False if canceled."""
@@ -280,22 +295,28 @@ class TaskInfo:
             self.time_started = time.time()
             return True
 
-    def set_result(self, result: Any) -> bool:
-        """Final: COMPLETED with ``result``. False if already final."""
-        return self._finish(TASK_STATUS_COMPLETED, result=result)
+    def set_result(self, result: Any, defer: Defer | None = None) -> bool:
+        """Final: COMPLETED with ``result``. False if already final.
 
-    def set_exception(self, exception: BaseException) -> bool:
+        ``defer``, if given, is handed the function that runs the callbacks
+        instead of running them in this thread (see :meth:`_finish`).
+        """
+        return self._finish(TASK_STATUS_COMPLETED, result=result, defer=defer)
+
+    def set_exception(
+        self, exception: BaseException, defer: Defer | None = None
+    ) -> bool:
         """Final: ERROR for a TaskError, EXCEPTION for anything else."""
         status = (
             TASK_STATUS_ERROR
             if isinstance(exception, TaskError)
             else TASK_STATUS_EXCEPTION
         )
-        return self._finish(status, exception=exception)
+        return self._finish(status, exception=exception, defer=defer)
 
-    def set_canceled(self) -> bool:
+    def set_canceled(self, defer: Defer | None = None) -> bool:
         """Final: CANCELED, from any non-final status (supervisor stop)."""
-        return self._finish(TASK_STATUS_CANCELED)
+        return self._finish(TASK_STATUS_CANCELED, defer=defer)
 
     def run(self) -> None:
         """Run the target in this thread and store its outcome.
@@ -329,7 +350,14 @@ class TaskInfo:
         result: Any = None,
         exception: BaseException | None = None,
         only_from: tuple[int, ...] | None = None,
+        defer: Defer | None = None,
     ) -> bool:
+        """The one final transition; True if this call made it.
+
+        The callback option and the done callbacks are user code: they run in
+        this thread, or are handed to ``defer`` (the process pool's manager
+        thread must not wait for them).
+        """
         with self._lock:
             if self.status in FINAL_STATUSES:
                 return False
@@ -350,6 +378,7 @@ class TaskInfo:
             callbacks = self._done_callbacks
             self._done_callbacks = None
             self._context = None
+            self.payload = None
             owner = self._owner
             if owner is not None:
                 # Under the lock, so whoever sees the final status also sees
@@ -360,14 +389,22 @@ class TaskInfo:
             event.set()
         if exception is not None and owner is not None:
             owner._task_failed(self)
-        if status == TASK_STATUS_COMPLETED and self.callback is not None:
-            try:
-                self.callback(result)
-            except Exception:
-                logger.exception("callback of task %s failed", self.id)
-        if callbacks:
-            for fn in callbacks:
-                _call_logged(fn, self)
+        callback = self.callback if status == TASK_STATUS_COMPLETED else None
+        if callback is not None or callbacks:
+
+            def notify() -> None:
+                if callback is not None:
+                    try:
+                        callback(result)
+                    except Exception:
+                        logger.exception("callback of task %s failed", self.id)
+                for fn in callbacks or ():
+                    _call_logged(fn, self)
+
+            if defer is None:
+                notify()
+            else:
+                defer(notify)
         return True
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .constants import PRIORITIES, TASK_TYPES
+from .constants import PRIORITIES, TASK_TYPES, TT_MP
 
 
 def check_priority(priority: Any, argument: str = "priority") -> int:
@@ -100,3 +100,27 @@ def check_timeout(value: Any, argument: str) -> float | None:
     if math.isnan(value) or value < 0:
         raise ValueError(f"{argument} must be >= 0 seconds; got {value!r}")
     return float(value)
+
+
+def check_time_limit(time_limit: Any, tt: int) -> float | None:
+    """Return ``time_limit`` as seconds > 0, or None; only process tasks have one.
+
+    Raises:
+        TypeError: not a number.
+        ValueError: not > 0, or given for a task that is not a process task
+            (a thread cannot be stopped from outside).
+    """
+    if time_limit is None:
+        return None
+    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)):
+        raise TypeError(f"time_limit must be a number of seconds; got {time_limit!r}")
+    if not math.isfinite(time_limit) or time_limit <= 0:
+        raise ValueError(
+            f"time_limit must be a finite number of seconds > 0; got {time_limit!r}"
+        )
+    if tt != TT_MP:
+        raise ValueError(
+            "time_limit needs tt=TT_MP: a process task is killed at its limit, "
+            "a thread cannot be stopped from outside"
+        )
+    return float(time_limit)

@@ -1,0 +1,76 @@
+"""Targets of process tasks: top-level functions of an importable module."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def add(a, b, x=0):
+    return a + b + x
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+def exit_now(code=3):
+    os._exit(code)
+
+
+def kill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def segfault():
+    ctypes.string_at(0)
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def pid():
+    return os.getpid()
+
+
+def unpicklable_result():
+    return lambda: None
+
+
+def with_task_id(a, _task_id=None):
+    return (a, _task_id)
+
+
+def with_kwargs(a, **kwargs):
+    return (a, sorted(kwargs))
+
+
+def without_task_id(a):
+    return a
+
+
+def record(path, label):
+    with Path(path).open("a") as f:
+        f.write(f"{label}\n")
+    return label
+
+
+def failing_initializer():
+    raise RuntimeError("initializer refused")
+
+
+def maybe_die(i, every):
+    if i % every == 0:
+        os._exit(9)
+    return i
+
+
+def read_fifo(path):
+    """Block until the test opens the FIFO for writing and closes it."""
+    with Path(path).open() as f:
+        return f.read()
