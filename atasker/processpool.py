@@ -471,13 +471,16 @@ class ProcessPool:
             self._workers.append(worker)
 
     def _worker_started(self, worker: _Worker, message: bytes) -> None:
+        if message == READY:
+            worker.ready = True
+            with self._lock:
+                if worker.temporary:
+                    self._starting_extra = False
+                self._idle.append(worker)
+            return
         with self._lock:
             if worker.temporary:
                 self._starting_extra = False
-        if message == READY:
-            worker.ready = True
-            self._return_worker(worker)
-            return
         _, text = pickle.loads(message)
         logger.error(
             "the process pool's initializer failed in a new worker process; "

@@ -16,6 +16,7 @@ import pytest
 from conftest import WAIT, supervisor_threads
 
 from atasker import (
+    TASK_CRITICAL,
     TASK_HIGH,
     TASK_LOW,
     TASK_NORMAL,
@@ -388,3 +389,23 @@ if __name__ == "__main__":
             os.close(handle)
         parent.stdout.close()
         parent.stdin.close()
+
+
+def test_critical_starts_at_once_in_a_temporary_worker(
+    make_supervisor, tmp_path: Path
+) -> None:
+    sup = make_supervisor()
+    sup.create_mp_pool(processes=1)
+    sup.start()
+    gate = Fifo(tmp_path / "gate")
+    busy = mp(mptasks.read_fifo, sup)(str(gate.path))
+    gate.wait_reader()
+    normal = mp(mptasks.add, sup)(1, 1)
+    critical = mp(mptasks.pid, sup, priority=TASK_CRITICAL)()
+    worker_pid = critical.get(WAIT)
+    assert worker_pid not in sup.get_info().mp_pids or len(sup.get_info().mp_pids) > 1
+    assert normal.status == TASK_STATUS_QUEUED
+    gate.release()
+    assert wait_completed([busy, normal], timeout=WAIT) == ["", 2]
+    assert _wait_gone(worker_pid)
+    assert len(sup.get_info().mp_pids) == 1
