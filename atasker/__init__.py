@@ -4,6 +4,7 @@ Importing the package creates the default ``task_supervisor``; it starts
 nothing (no thread) until ``task_supervisor.start()``.
 """
 
+from .aloop import ALoop
 from .api import background_task, co_apply, co_mp_apply, wait_completed
 from .constants import (
     TASK_CRITICAL,
@@ -29,6 +30,7 @@ from .errors import (
     TaskTimeoutError,
     WorkerLostError,
 )
+from .jobs import AsyncJob, AsyncJobScheduler
 from .mpworker import RemoteTraceback
 from .supervisor import TaskSupervisor, task_supervisor
 from .task import TaskInfo, current_task
@@ -50,6 +52,9 @@ __all__ = [
     "TT_COROUTINE",
     "TT_MP",
     "TT_THREAD",
+    "ALoop",
+    "AsyncJob",
+    "AsyncJobScheduler",
     "ProcessPoolStartError",
     "RemoteTraceback",
     "SupervisorNotRunningError",

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Callable, overload
 
-from .constants import TASK_NORMAL, TT_MP, TT_THREAD
+from .constants import TASK_NORMAL, TT_COROUTINE, TT_MP, TT_THREAD
 from .processpool import accepts_task_id
 from .supervisor import TaskSupervisor, task_supervisor
 from .task import TaskInfo
@@ -85,7 +85,9 @@ def background_task(
             process task, in the parent, in a thread of the pool's own).
         time_limit: process tasks: seconds after which the worker process is
             killed and the task fails with TaskTimeoutError.
-        loop: reserved for coroutine tasks.
+        loop: coroutine tasks: an aloop name, an ALoop, or a running asyncio
+            loop; the default aloop if None. A coroutine function is always
+            run as a coroutine task (``tt=TT_COROUTINE``).
         supervisor: the supervisor to use; the default one if None (looked
             up at each call).
 
@@ -104,11 +106,9 @@ def background_task(
 
     def decorate(target: Callable[..., Any]) -> TaskFactory:
         check_callable(target, "target")
-        if inspect.iscoroutinefunction(target):
-            raise TypeError(
-                f"target {target!r} is a coroutine function: coroutine tasks are "
-                "not supported by this version; use a plain function"
-            )
+        task_type = TT_COROUTINE if inspect.iscoroutinefunction(target) else tt
+        if task_type == TT_COROUTINE and time_limit is not None:
+            raise ValueError("time_limit needs tt=TT_MP; use asyncio.wait_for")
         task_name = name or _default_name(target)
         pass_task_id = tt == TT_MP and accepts_task_id(target)
 
@@ -120,10 +120,11 @@ def background_task(
                 kwargs,
                 priority=priority,
                 delay=delay,
-                tt=tt,
+                tt=task_type,
                 name=task_name,
                 callback=callback,
                 time_limit=time_limit,
+                loop=loop,
                 pass_task_id=pass_task_id,
                 checked=True,
             )

@@ -26,6 +26,7 @@ import types
 import uuid
 from typing import Any, Callable, Union
 
+from .aloop import cancel_coroutine, schedule_coroutine
 from .constants import (
     PRIORITIES,
     TASK_NORMAL,
@@ -38,6 +39,7 @@ from .constants import (
     TT_THREAD,
 )
 from .errors import SupervisorNotRunningError
+from .jobs import JobSchedulerRegistry
 from .processpool import (
     ProcessPool,
     accepts_task_id,
@@ -71,7 +73,7 @@ DEFAULT_TIMEOUT_CRITICAL = 10.0
 Wait = Union[bool, float]
 
 
-class TaskSupervisor:
+class TaskSupervisor(JobSchedulerRegistry):
     """Owns the pools, the timer and the records of one set of tasks.
 
     Args:
@@ -101,6 +103,7 @@ class TaskSupervisor:
         reserve_normal: int = DEFAULT_RESERVE_NORMAL,
         reserve_high: int = DEFAULT_RESERVE_HIGH,
     ) -> None:
+        super().__init__()
         self.id = str(supervisor_id) if supervisor_id is not None else uuid.uuid4().hex
         self.poll_delay = DEFAULT_POLL_DELAY
         self.timeout_warning: float | None = DEFAULT_TIMEOUT_WARNING
@@ -373,15 +376,20 @@ class TaskSupervisor:
                 many seconds at most; False does not wait. Queued tasks still
                 waiting at the deadline are canceled; running ones are left
                 to finish in daemon threads, which cannot keep the
-                interpreter from exiting.
-            stop_schedulers: accepted for compatibility (workers arrive later).
-            cancel_tasks: cancel every queued task at once.
+                interpreter from exiting. Every aloop is stopped too (its
+                tasks waited for until the deadline, then cancelled).
+            stop_schedulers: first cancel every async job.
+            cancel_tasks: cancel every queued task, and every aloop's
+                tasks, at once.
 
         Delayed tasks are always canceled: they had not entered the queue.
         """
         deadline = _deadline(wait)
+        if stop_schedulers:
+            self._stop_job_schedulers()
         with self._state_lock:
             if not self._active:
+                self._stop_aloops(wait, cancel_tasks)
                 return
             self._active = False
             pool, timer, mp_pool = self._pool, self._timer, self._mp_pool
@@ -392,6 +400,9 @@ class TaskSupervisor:
             dropped += mp_pool.close(cancel_tasks)
         for task in dropped:
             task.set_canceled()
+        # Coroutines may await thread or process tasks, which still run.
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self._stop_aloops(True if remaining is None else remaining, cancel_tasks)
         # Both pools drain towards the same deadline; the process pool also
         # ends its worker processes, so it goes last.
         for task in pool.shutdown(deadline):
@@ -464,6 +475,7 @@ class TaskSupervisor:
         name: str | None = None,
         callback: Callable[[Any], Any] | None = None,
         time_limit: float | None = None,
+        loop: Any = None,
         task_id: str | None = None,
         pass_task_id: bool = False,
         checked: bool = False,
@@ -474,7 +486,9 @@ class TaskSupervisor:
         ``checked=True`` skips argument checks already made (by
         ``background_task`` when it decorated the target). A process task
         (``tt=TT_MP``) is pickled here, so what cannot be pickled is refused
-        before a record exists.
+        before a record exists. A coroutine task (``tt=TT_COROUTINE``: the
+        target returns an awaitable) runs on ``loop``: an aloop name, an
+        ALoop, an asyncio loop, or None for the default aloop.
 
         Raises:
             TypeError, ValueError: a bad argument (named in the message).
@@ -489,8 +503,6 @@ class TaskSupervisor:
             tt = check_task_type(tt)
             check_callable(callback, "callback", allow_none=True)
             time_limit = check_time_limit(time_limit, tt)
-        if tt == TT_COROUTINE:
-            raise ValueError("tt=TT_COROUTINE: coroutine tasks are not supported yet")
         pool, timer = self._pool, self._timer
         if not self._active or pool is None or timer is None:
             raise SupervisorNotRunningError(
@@ -518,6 +530,9 @@ class TaskSupervisor:
         if tt == TT_MP:
             task.payload = pickle_payload(target, args, kwargs)
             submit = self._mp_submitter()
+        elif tt == TT_COROUTINE:
+            task.handle = self.resolve_loop(loop)
+            submit = self._start_coroutine
         else:
             submit = pool.submit
         self._registry.add(task)
@@ -526,6 +541,14 @@ class TaskSupervisor:
             self._registry.remove(task)
             raise SupervisorNotRunningError(f"supervisor {self.id} is stopping")
         return task
+
+    def _start_coroutine(self, task: TaskInfo) -> bool:
+        """Schedule a coroutine task on its loop (``task.handle``)."""
+        try:
+            schedule_coroutine(task, task.handle)
+        except RuntimeError:
+            return False
+        return True
 
     def _mp_submitter(self) -> Callable[[TaskInfo], bool]:
         """The process pool's submit; the pool starts on the first process task."""
@@ -585,8 +608,9 @@ class TaskSupervisor:
             process-task records), ``mp_tasks_count, tasks`` (id ->
             unfinished record), and ``thread_pool_threads, queued`` (priority
             -> count), ``mp_pool_size, mp_reserve_normal, mp_reserve_high,
-            mp_queued, mp_pids`` (worker process ids), ``delayed, completed,
-            failed, canceled, kept_finished``.
+            mp_queued, mp_pids`` (worker process ids), ``aloops`` (name ->
+            ALoop), ``default_aloop, async_job_schedulers, delayed,
+            completed, failed, canceled, kept_finished``.
         """
         active = self._registry.active()
         started = [t for t in active if t.status == TASK_STATUS_STARTED]
@@ -615,6 +639,9 @@ class TaskSupervisor:
             mp_tasks_count=len(mp_running),
             mp_queued=mp_queued,
             mp_pids=mp_pool.pids() if mp_pool is not None else [],
+            aloops=self.get_aloops(),
+            async_job_schedulers=self.get_async_job_schedulers(),
+            default_aloop=self.default_aloop,
             tasks={t.id: t for t in active},
             queued=queued,
             delayed=sum(1 for t in active if t.status == TASK_STATUS_DELAYED),
@@ -632,6 +659,10 @@ class TaskSupervisor:
         """Timer thread: a delayed task is due."""
         if not task.set_queued():
             return  # canceled meanwhile
+        if task.tt == TT_COROUTINE:
+            if not self._start_coroutine(task):
+                task.set_exception(RuntimeError("the task's loop is closed"))
+            return
         pool: ThreadPool | ProcessPool | None = (
             self._mp_pool if task.tt == TT_MP else self._pool
         )
@@ -684,10 +715,12 @@ class TaskSupervisor:
         self._registry.finish(task)
 
     def _cancel_running(self, task: TaskInfo) -> bool:
-        """Cancel a started task: possible for a process task only."""
+        """Cancel a started task: a process or coroutine task, not a thread."""
         mp_pool = self._mp_pool
         if task.tt == TT_MP and mp_pool is not None:
             return mp_pool.cancel_running(task)
+        if task.tt == TT_COROUTINE:
+            return cancel_coroutine(task)
         return False
 
     def _task_failed(self, task: TaskInfo) -> None:

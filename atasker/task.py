@@ -89,6 +89,7 @@ class TaskInfo:
         "traceback",
         "time_limit",
         "payload",
+        "handle",
         "in_heap",
         "_lock",
         "_done_event",
@@ -131,6 +132,8 @@ class TaskInfo:
         self.time_limit = time_limit
         # Process tasks: (target, args, kwargs) pickled when submitted.
         self.payload: bytes | None = None
+        # Coroutine tasks: the loop to run on, then the running asyncio.Task.
+        self.handle: Any = None
         # Set by the heap that holds the record (ready or timer heap), under
         # that heap's lock; a record is in at most one heap at a time.
         self.in_heap = False
@@ -379,6 +382,7 @@ class TaskInfo:
             self._done_callbacks = None
             self._context = None
             self.payload = None
+            self.handle = None
             owner = self._owner
             if owner is not None:
                 # Under the lock, so whoever sees the final status also sees

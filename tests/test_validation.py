@@ -44,12 +44,20 @@ def test_unknown_task_type(tt) -> None:
         background_task(int, tt=tt)
 
 
-def test_coroutine_function_refused_for_now() -> None:
+def test_coroutine_function_takes_no_time_limit() -> None:
     async def coro():
         return 1
 
-    with pytest.raises(TypeError, match="coroutine"):
-        background_task(coro)
+    with pytest.raises(ValueError, match="time_limit"):
+        background_task(coro, tt=2, time_limit=1)
+
+
+def test_bad_loop_argument(supervisor) -> None:
+    async def coro():
+        return 1
+
+    with pytest.raises(TypeError, match="loop"):
+        background_task(coro, loop=42, supervisor=supervisor)()
 
 
 def test_put_task_checks(supervisor) -> None:
