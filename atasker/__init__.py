@@ -34,6 +34,14 @@ from .jobs import AsyncJob, AsyncJobScheduler
 from .mpworker import RemoteTraceback
 from .supervisor import TaskSupervisor, task_supervisor
 from .task import TaskInfo, current_task
+from .workers import (
+    BackgroundAsyncWorker,
+    BackgroundEventWorker,
+    BackgroundIntervalWorker,
+    BackgroundQueueWorker,
+    BackgroundWorker,
+    background_worker,
+)
 
 __version__ = "0.8.0"
 
@@ -55,6 +63,11 @@ __all__ = [
     "ALoop",
     "AsyncJob",
     "AsyncJobScheduler",
+    "BackgroundAsyncWorker",
+    "BackgroundEventWorker",
+    "BackgroundIntervalWorker",
+    "BackgroundQueueWorker",
+    "BackgroundWorker",
     "ProcessPoolStartError",
     "RemoteTraceback",
     "SupervisorNotRunningError",
@@ -65,6 +78,7 @@ __all__ = [
     "TaskTimeoutError",
     "WorkerLostError",
     "background_task",
+    "background_worker",
     "co_apply",
     "co_mp_apply",
     "current_task",

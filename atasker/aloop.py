@@ -187,7 +187,18 @@ class AloopRegistry:
     def __init__(self) -> None:
         self._aloops: dict[str, ALoop] = {}
         self._aloops_lock = threading.Lock()
+        self._own_aloop: ALoop | None = None
         self.default_aloop = None
+
+    def _supervisor_aloop(self) -> ALoop:
+        """The supervisor's own loop (``__supervisor__``), started on first use;
+        workers' drivers run there."""
+        with self._aloops_lock:
+            if self._own_aloop is None:
+                self._own_aloop = ALoop(RESERVED_NAME, self, daemon=True)  # type: ignore[arg-type]
+            aloop = self._own_aloop
+        aloop.start()
+        return aloop
 
     def create_aloop(
         self, name: str, daemon: bool = False, start: bool = True, default: bool = False
@@ -261,7 +272,10 @@ class AloopRegistry:
             return dict(self._aloops)
 
     def _stop_aloops(self, wait: bool | float, cancel_tasks: bool) -> None:
-        for aloop in self.get_aloops().values():
+        aloops = list(self.get_aloops().values())
+        if self._own_aloop is not None:
+            aloops.append(self._own_aloop)
+        for aloop in aloops:
             aloop.stop(wait=wait, cancel_tasks=cancel_tasks)
 
     def resolve_loop(self, loop: Any) -> asyncio.AbstractEventLoop:

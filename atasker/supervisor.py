@@ -17,6 +17,8 @@ timer thread starts with the first delayed task).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import itertools
 import logging
 import os
@@ -137,6 +139,8 @@ class TaskSupervisor(JobSchedulerRegistry):
         self.mp_context: Any = None
         self._mp_options: dict[str, Any] | None = None
         self._mp_pool: ProcessPool | None = None
+        # Workers and other schedulers -> the future of their loop() (or None).
+        self._schedulers: dict[Any, concurrent.futures.Future[Any] | None] = {}
         self.set_thread_pool(
             pool_size=pool_size,
             reserve_normal=reserve_normal,
@@ -378,7 +382,8 @@ class TaskSupervisor(JobSchedulerRegistry):
                 to finish in daemon threads, which cannot keep the
                 interpreter from exiting. Every aloop is stopped too (its
                 tasks waited for until the deadline, then cancelled).
-            stop_schedulers: first cancel every async job.
+            stop_schedulers: first stop every started worker (and other
+                registered scheduler) and cancel every async job.
             cancel_tasks: cancel every queued task, and every aloop's
                 tasks, at once.
 
@@ -386,6 +391,7 @@ class TaskSupervisor(JobSchedulerRegistry):
         """
         deadline = _deadline(wait)
         if stop_schedulers:
+            self._stop_schedulers(wait is not False)
             self._stop_job_schedulers()
         with self._state_lock:
             if not self._active:
@@ -414,6 +420,49 @@ class TaskSupervisor(JobSchedulerRegistry):
             pool.join(deadline)
         self._stopped.set()
         logger.info("supervisor %s stopped", self.id)
+
+    def register_scheduler(self, scheduler: Any) -> bool:
+        """Register a scheduler (atasker's call): its ``loop()`` coroutine, if
+        it has one, runs on the supervisor's own loop, and ``stop()`` of the
+        supervisor calls its ``stop()``."""
+        future = None
+        if callable(getattr(scheduler, "loop", None)):
+            loop = self._supervisor_aloop().get_loop()
+            future = asyncio.run_coroutine_threadsafe(scheduler.loop(), loop)
+        with self._state_lock:
+            self._schedulers[scheduler] = future
+        return True
+
+    def unregister_scheduler(self, scheduler: Any) -> bool:
+        """Forget a scheduler (its ``loop()`` is cancelled); False if unknown."""
+        with self._state_lock:
+            if scheduler not in self._schedulers:
+                return False
+            future = self._schedulers.pop(scheduler)
+        if future is not None:
+            future.cancel()
+        return True
+
+    def register_sync_scheduler(self, scheduler: Any) -> bool:
+        """Register a scheduler that runs on its own; ``stop()`` stops it."""
+        with self._state_lock:
+            self._schedulers.setdefault(scheduler, None)
+        return True
+
+    unregister_sync_scheduler = unregister_scheduler
+
+    def get_schedulers(self) -> list[Any]:
+        """The registered schedulers (started workers among them)."""
+        with self._state_lock:
+            return list(self._schedulers)
+
+    def _stop_schedulers(self, wait: bool) -> None:
+        for scheduler in self.get_schedulers():
+            try:
+                scheduler.stop(wait=wait)
+            except Exception:
+                logger.exception("stopping scheduler %r failed", scheduler)
+            self.unregister_scheduler(scheduler)
 
     def block(self) -> None:
         """Block the calling thread until the supervisor is stopped."""
@@ -609,7 +658,8 @@ class TaskSupervisor(JobSchedulerRegistry):
             unfinished record), and ``thread_pool_threads, queued`` (priority
             -> count), ``mp_pool_size, mp_reserve_normal, mp_reserve_high,
             mp_queued, mp_pids`` (worker process ids), ``aloops`` (name ->
-            ALoop), ``default_aloop, async_job_schedulers, delayed,
+            ALoop), ``default_aloop, async_job_schedulers, schedulers``
+            (started workers), ``delayed,
             completed, failed, canceled, kept_finished``.
         """
         active = self._registry.active()
@@ -641,6 +691,7 @@ class TaskSupervisor(JobSchedulerRegistry):
             mp_pids=mp_pool.pids() if mp_pool is not None else [],
             aloops=self.get_aloops(),
             async_job_schedulers=self.get_async_job_schedulers(),
+            schedulers=self.get_schedulers(),
             default_aloop=self.default_aloop,
             tasks={t.id: t for t in active},
             queued=queued,
