@@ -34,7 +34,7 @@ from .constants import TASK_NORMAL, TT_MP, TT_THREAD
 from .errors import SupervisorNotRunningError
 from .processpool import accepts_task_id
 from .supervisor import TaskSupervisor, task_supervisor
-from .task import TaskInfo, current_task
+from .task import current_task
 from .validation import check_callable, check_delay, check_priority
 
 logger = logging.getLogger("atasker")
@@ -104,7 +104,6 @@ class BackgroundWorker:
         self._done.set()
         self._driver: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
-        self._run_task: TaskInfo | None = None
         self._start_args: tuple[Any, ...] = ()
         self._start_kwargs: dict[str, Any] = {}
 
@@ -236,8 +235,8 @@ class BackgroundWorker:
 
     def _in_own_run(self) -> bool:
         running = current_task()
-        if running is not None and running is self._run_task:
-            return True
+        if running is not None and running.kwargs.get("_worker") is self:
+            return True  # a thread run of this worker
         loop = self._event_loop
         try:
             return loop is not None and asyncio.get_running_loop() is loop
@@ -252,9 +251,13 @@ class BackgroundWorker:
 
     async def _drive(self) -> None:
         self._driver = asyncio.current_task()
-        self._event_loop = asyncio.get_running_loop()
         try:
-            await self._prepare()
+            self._prepare()
+            with self._lock:
+                # Published with the flush, so nothing put or triggered from
+                # another thread meanwhile is lost.
+                self._event_loop = asyncio.get_running_loop()
+                self._flush_early()
             while self._active:
                 self._waiting = True
                 try:
@@ -271,15 +274,20 @@ class BackgroundWorker:
                     self._active = False
                     self._call_hook(self.before_stop)
         finally:
-            self._active = False
+            with self._lock:
+                self._active = False
+                self._event_loop = None
             self._driver = None
             self.supervisor.unregister_sync_scheduler(self)
             self._call_hook(self.after_stop)
             self._driving = False
             self._done.set()
 
-    async def _prepare(self) -> None:
+    def _prepare(self) -> None:
         """Set up loop-bound state (queues, events) in the driver's loop."""
+
+    def _flush_early(self) -> None:
+        """Deliver what arrived before the loop was published (lock held)."""
 
     async def _wait_for_run(self) -> tuple[Any, ...]:
         """Wait until the next run is due; return extra leading arguments."""
@@ -341,8 +349,6 @@ class BackgroundWorker:
         except Exception as exc:
             self._report(exc)
             return None
-        finally:
-            self._run_task = None
 
     def _report(self, exc: Exception) -> None:
         if self.on_error is not None:
@@ -370,9 +376,15 @@ class _Triggerable(BackgroundWorker):
     """A worker that wakes on an asyncio.Event, set from any thread."""
 
     _wake: asyncio.Event | None = None
+    _early_trigger = False
 
-    async def _prepare(self) -> None:
+    def _prepare(self) -> None:
         self._wake = asyncio.Event()
+
+    def _flush_early(self) -> None:
+        if self._early_trigger and self._wake is not None:
+            self._early_trigger = False
+            self._wake.set()
 
     def trigger(self) -> None:
         """Run now (thread-safe; several triggers before a run make one)."""
@@ -380,9 +392,11 @@ class _Triggerable(BackgroundWorker):
 
     def trigger_threadsafe(self) -> None:
         """Run now, from any thread."""
-        loop = self._event_loop
-        if loop is None or not self._active:
-            return
+        with self._lock:
+            loop = self._event_loop
+            if loop is None:
+                self._early_trigger = self._active
+                return
         with contextlib.suppress(RuntimeError):  # the loop is closed
             loop.call_soon_threadsafe(self._set_wake)
 
@@ -463,8 +477,8 @@ class BackgroundIntervalWorker(_Triggerable):
             values = [kwargs.pop(k, v) for k, v in zip(keys, current)]
             self._set_schedule(*values)
 
-    async def _prepare(self) -> None:
-        await super()._prepare()
+    def _prepare(self) -> None:
+        super()._prepare()
         self._next_tick = None
 
     async def _wait_for_run(self) -> tuple[Any, ...]:
@@ -521,13 +535,14 @@ class BackgroundQueueWorker(BackgroundWorker):
         """The asyncio queue (None before start)."""
         return self._queue
 
-    async def _prepare(self) -> None:
-        queue = self._queue_class()
-        with self._lock:
-            early, self._early = self._early, []
-            self._queue = queue
+    def _prepare(self) -> None:
+        self._queue = self._queue_class()
+
+    def _flush_early(self) -> None:
+        assert self._queue is not None
+        early, self._early = self._early, []
         for item in early:
-            queue.put_nowait(item)
+            self._queue.put_nowait(item)
 
     def put_threadsafe(self, item: Any) -> None:
         """Put ``item`` in the queue, from any thread (kept until start)."""

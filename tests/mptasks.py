@@ -5,8 +5,11 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import threading
 import time
 from pathlib import Path
+
+from atasker import BackgroundQueueWorker
 
 
 def add(a, b, x=0):
@@ -74,3 +77,23 @@ def read_fifo(path):
     """Block until the test opens the FIFO for writing and closes it."""
     with Path(path).open() as f:
         return f.read()
+
+
+class SquareWorker(BackgroundQueueWorker):
+    """A queue worker whose static run executes in the process pool."""
+
+    @staticmethod
+    def run(item, **kwargs):
+        return item * item, sorted(kwargs)
+
+    def process_result(self, result):
+        self.results.append(result)
+        if len(self.results) == self.expected:
+            self.done.set()
+            return False
+        return None
+
+    def prepare(self, expected):
+        self.results = []
+        self.expected = expected
+        self.done = threading.Event()
