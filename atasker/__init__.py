@@ -6,6 +6,7 @@ nothing (no thread) until ``task_supervisor.start()``.
 
 from .aloop import ALoop
 from .api import background_task, co_apply, co_mp_apply, wait_completed
+from .collections import FunctionCollection, TaskCollection
 from .constants import (
     TASK_CRITICAL,
     TASK_HIGH,
@@ -31,6 +32,8 @@ from .errors import (
     WorkerLostError,
 )
 from .jobs import AsyncJob, AsyncJobScheduler
+from .local import LocalProxy, g, set_debug
+from .locker import Locker
 from .mpworker import RemoteTraceback
 from .supervisor import TaskSupervisor, task_supervisor
 from .task import TaskInfo, current_task
@@ -68,10 +71,14 @@ __all__ = [
     "BackgroundIntervalWorker",
     "BackgroundQueueWorker",
     "BackgroundWorker",
+    "FunctionCollection",
+    "LocalProxy",
+    "Locker",
     "ProcessPoolStartError",
     "RemoteTraceback",
     "SupervisorNotRunningError",
     "TaskCancelledError",
+    "TaskCollection",
     "TaskError",
     "TaskInfo",
     "TaskSupervisor",
@@ -82,6 +89,8 @@ __all__ = [
     "co_apply",
     "co_mp_apply",
     "current_task",
+    "g",
+    "set_debug",
     "task_supervisor",
     "wait_completed",
 ]
