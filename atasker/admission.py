@@ -22,6 +22,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 
@@ -236,3 +238,53 @@ class Admission:
         """Remove and return every queued task (supervisor stop)."""
         self.queued = dict.fromkeys(PRIORITIES, 0)
         return self.ready.drain()
+
+
+class AdmittingPool:
+    """What the thread and process pools share: one lock, one Admission,
+    whether tasks are accepted, and waiting for the queue to drain.
+
+    Subclasses notify ``_drained`` whenever a slot frees while
+    ``_accepting`` is False.
+    """
+
+    def __init__(self, pool_size: int, reserve_normal: int, reserve_high: int) -> None:
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._admission = Admission(pool_size, reserve_normal, reserve_high)
+        self._accepting = True
+
+    def queued(self) -> dict[int, int]:
+        """Tasks waiting for a slot, by priority."""
+        with self._lock:
+            return dict(self._admission.queued)
+
+    def discard(self, task: TaskInfo) -> None:
+        """Forget a queued task that was canceled."""
+        with self._lock:
+            self._admission.discard(task)
+            if not self._accepting:
+                self._drained.notify_all()
+
+    def close(self, cancel_queued: bool) -> list[TaskInfo]:
+        """Stop accepting tasks.
+
+        Args:
+            cancel_queued: also take every queued task out.
+
+        Returns:
+            The tasks taken out; the caller cancels them.
+        """
+        with self._lock:
+            self._accepting = False
+            return self._admission.drain() if cancel_queued else []
+
+    def _wait_drained_locked(self, deadline: float | None, own: int = 0) -> None:
+        """Wait (lock held) until nothing is queued and at most ``own``
+        tasks run, or until ``deadline`` (``time.monotonic()``; None: never)."""
+        self._accepting = False
+        while len(self._admission.ready) or self._admission.running > own:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            self._drained.wait(remaining)

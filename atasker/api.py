@@ -220,17 +220,7 @@ async def co_mp_apply(
             died, TaskTimeoutError past the time limit.
         TypeError, ValueError: bad arguments (before anything runs).
     """
-    task = (supervisor or task_supervisor).submit(
-        f,
-        tuple(args),
-        dict(kwargs) if kwargs else {},
-        priority=priority,
-        delay=delay,
-        tt=TT_MP,
-        time_limit=time_limit,
-        name=_default_name(f) if callable(f) else None,
-    )
-    return await task
+    return await _apply(f, args, kwargs, priority, delay, supervisor, TT_MP, time_limit)
 
 
 async def co_apply(
@@ -246,13 +236,27 @@ async def co_apply(
     The thread-pool twin of :func:`co_mp_apply`; cancelling the awaiting
     coroutine cancels the task if it has not started.
     """
+    return await _apply(f, args, kwargs, priority, delay, supervisor, TT_THREAD)
+
+
+async def _apply(
+    f: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    priority: int,
+    delay: float | None,
+    supervisor: TaskSupervisor | None,
+    tt: int,
+    time_limit: float | None = None,
+) -> Any:
     task = (supervisor or task_supervisor).submit(
         f,
         tuple(args),
         dict(kwargs) if kwargs else {},
         priority=priority,
         delay=delay,
-        tt=TT_THREAD,
+        tt=tt,
+        time_limit=time_limit,
         name=_default_name(f) if callable(f) else None,
     )
     return await task

@@ -34,7 +34,7 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from .admission import Admission
+from .admission import AdmittingPool
 from .constants import TASK_CRITICAL
 from .errors import ProcessPoolStartError, TaskTimeoutError, WorkerLostError
 from .mpworker import READY, RemoteTraceback, worker_main
@@ -72,7 +72,7 @@ class _Worker:
         self.tasks_done = 0
 
 
-class ProcessPool:
+class ProcessPool(AdmittingPool):
     """See the module docstring.
 
     Args:
@@ -96,21 +96,18 @@ class ProcessPool:
         reserve_normal: int,
         reserve_high: int,
     ) -> None:
+        super().__init__(pool_size, reserve_normal, reserve_high)
         self._name_prefix = name_prefix
         self._context = context
         self.processes = processes
         self._initializer = initializer
         self._initargs = initargs
         self._max_tasks = max_tasks_per_child
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._admission = Admission(pool_size, reserve_normal, reserve_high)
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
         self._kill: list[tuple[_Worker, TaskInfo]] = []
         self._retiring: list[BaseProcess] = []  # told to exit, not yet joined
         self._numbers = itertools.count(1)
-        self._accepting = True
         self._ended = False
         self._starting_extra = False
         self._wakeup_pending = False
@@ -203,11 +200,6 @@ class ProcessPool:
         with self._lock:
             return [w.process.pid for w in self._workers if w.process.pid is not None]
 
-    def queued(self) -> dict[int, int]:
-        """Tasks waiting for a worker, by priority."""
-        with self._lock:
-            return dict(self._admission.queued)
-
     # ------------------------------------------------------------------
     # Submit and cancel (any thread)
     # ------------------------------------------------------------------
@@ -223,13 +215,6 @@ class ProcessPool:
         if wake:
             self._wake()
         return True
-
-    def discard(self, task: TaskInfo) -> None:
-        """Forget a queued task that was canceled."""
-        with self._lock:
-            self._admission.discard(task)
-            if not self._accepting:
-                self._drained.notify_all()
 
     def cancel_running(self, task: TaskInfo) -> bool:
         """Cancel a running task: its worker is killed and replaced.
@@ -504,13 +489,6 @@ class ProcessPool:
     # Shutdown
     # ------------------------------------------------------------------
 
-    def close(self, cancel_queued: bool) -> list[TaskInfo]:
-        """Stop accepting tasks; with ``cancel_queued``, return the queued
-        ones for the caller to cancel."""
-        with self._lock:
-            self._accepting = False
-            return self._admission.drain() if cancel_queued else []
-
     def shutdown(self, deadline: float | None) -> list[TaskInfo]:
         """Let queued and running tasks finish until ``deadline``, then end
         every worker process and the pool's threads.
@@ -520,12 +498,7 @@ class ProcessPool:
             deadline); the caller cancels them.
         """
         with self._lock:
-            self._accepting = False
-            while len(self._admission.ready) or self._admission.running:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._drained.wait(remaining)
+            self._wait_drained_locked(deadline)
             dropped = self._admission.drain()
             self._ended = True
         self._wake()

@@ -177,12 +177,10 @@ class TaskSupervisor(JobSchedulerRegistry):
             TypeError, ValueError: an argument is not an int >= 0.
         """
         with self._state_lock:
-            if pool_size is not None:
-                self.pool_size = check_count(pool_size, "pool_size")
-            if reserve_normal is not None:
-                self.reserve_normal = check_count(reserve_normal, "reserve_normal")
-            if reserve_high is not None:
-                self.reserve_high = check_count(reserve_high, "reserve_high")
+            self.pool_size, self.reserve_normal, self.reserve_high = _reserve_rule(
+                (self.pool_size, self.reserve_normal, self.reserve_high),
+                (pool_size, reserve_normal, reserve_high),
+            )
             if max_size is not None:
                 if check_count(max_size, "max_size") < 1:
                     raise ValueError(f"max_size must be >= 1; got {max_size!r}")
@@ -218,12 +216,12 @@ class TaskSupervisor(JobSchedulerRegistry):
             TypeError, ValueError: an argument is not an int >= 0.
         """
         with self._state_lock:
-            if pool_size is not None:
-                self.mp_pool_size = check_count(pool_size, "pool_size")
-            if reserve_normal is not None:
-                self.mp_reserve_normal = check_count(reserve_normal, "reserve_normal")
-            if reserve_high is not None:
-                self.mp_reserve_high = check_count(reserve_high, "reserve_high")
+            self.mp_pool_size, self.mp_reserve_normal, self.mp_reserve_high = (
+                _reserve_rule(
+                    (self.mp_pool_size, self.mp_reserve_normal, self.mp_reserve_high),
+                    (pool_size, reserve_normal, reserve_high),
+                )
+            )
             if self._mp_pool is not None:
                 self._mp_pool.configure(
                     self.mp_pool_size, self.mp_reserve_normal, self.mp_reserve_high
@@ -787,6 +785,19 @@ class TaskSupervisor(JobSchedulerRegistry):
                     task.exception.__traceback__,
                 ),
             )
+
+
+def _reserve_rule(
+    current: tuple[int, int, int], new: tuple[int | None, int | None, int | None]
+) -> tuple[int, int, int]:
+    """``(pool_size, reserve_normal, reserve_high)``: ``new`` where given
+    (checked to be ints >= 0), else ``current``."""
+    names = ("pool_size", "reserve_normal", "reserve_high")
+    pool_size, reserve_normal, reserve_high = (
+        old if value is None else check_count(value, name)
+        for old, value, name in zip(current, new, names)
+    )
+    return pool_size, reserve_normal, reserve_high
 
 
 def _deadline(wait: Any) -> float | None:

@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Callable
 
-from .admission import Admission
+from .admission import AdmittingPool
 from .constants import TASK_CRITICAL
 from .task import TaskInfo
 
@@ -54,7 +54,7 @@ class _Worker:
         self.wakeup.acquire()
 
 
-class ThreadPool:
+class ThreadPool(AdmittingPool):
     """Threads that run admitted tasks; see the module docstring.
 
     Args:
@@ -73,16 +73,13 @@ class ThreadPool:
         min_size: int,
         max_size: int,
     ) -> None:
+        super().__init__(pool_size, reserve_normal, reserve_high)
         self._name_prefix = name_prefix
         self._run_task = run_task
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._admission = Admission(pool_size, reserve_normal, reserve_high)
         self._idle: list[_Worker] = []
         self._size = 0  # threads running a task or parked
         self._threads: set[threading.Thread] = set()
         self._numbers = itertools.count(1)
-        self._accepting = True
         self._stopping = False
         self.min_size = min_size
         self.max_size = max_size
@@ -122,11 +119,6 @@ class ThreadPool:
         """Tasks holding a slot."""
         return self._admission.running
 
-    def queued(self) -> dict[int, int]:
-        """Tasks waiting for a slot, by priority."""
-        with self._lock:
-            return dict(self._admission.queued)
-
     # ------------------------------------------------------------------
     # Submit and cancel
     # ------------------------------------------------------------------
@@ -141,13 +133,6 @@ class ThreadPool:
         if spawn:
             self._start_threads(spawn)
         return True
-
-    def discard(self, task: TaskInfo) -> None:
-        """Forget a queued task that was canceled."""
-        with self._lock:
-            self._admission.discard(task)
-            if not self._accepting:
-                self._drained.notify_all()
 
     def _dispatch_locked(self) -> list[TaskInfo | None]:
         """Hand admissible tasks to parked workers; return those that need a
@@ -260,19 +245,6 @@ class ThreadPool:
     # Shutdown
     # ------------------------------------------------------------------
 
-    def close(self, cancel_queued: bool) -> list[TaskInfo]:
-        """Stop accepting tasks.
-
-        Args:
-            cancel_queued: also take every queued task out of the heap.
-
-        Returns:
-            The tasks taken out; the caller cancels them.
-        """
-        with self._lock:
-            self._accepting = False
-            return self._admission.drain() if cancel_queued else []
-
     def shutdown(self, deadline: float | None) -> list[TaskInfo]:
         """Let queued tasks run until ``deadline``, then stop the threads.
 
@@ -284,14 +256,9 @@ class ThreadPool:
             The queued tasks that will not run; the caller cancels them.
         """
         with self._lock:
-            self._accepting = False
             # A task that stops its own supervisor holds a slot until it returns.
             own = 1 if threading.current_thread() in self._threads else 0
-            while len(self._admission.ready) or self._admission.running > own:
-                remaining = _remaining(deadline)
-                if remaining is not None and remaining <= 0:
-                    break
-                self._drained.wait(remaining)
+            self._wait_drained_locked(deadline, own)
             dropped = self._admission.drain()
             self._stopping = True
             for worker in self._idle:
