@@ -397,7 +397,6 @@ class TaskSupervisor(JobSchedulerRegistry):
                 return
             self._active = False
             pool, timer, mp_pool = self._pool, self._timer, self._mp_pool
-            self._mp_pool = None
         assert pool is not None and timer is not None
         dropped = [*timer.stop(), *pool.close(cancel_tasks)]
         if mp_pool is not None:
@@ -414,6 +413,8 @@ class TaskSupervisor(JobSchedulerRegistry):
         if mp_pool is not None:
             for task in mp_pool.shutdown(deadline):
                 task.set_canceled()
+            with self._state_lock:
+                self._mp_pool = None  # a restart makes a new one
         if wait is not False:
             pool.join(deadline)
         self._stopped.set()

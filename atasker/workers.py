@@ -182,9 +182,15 @@ class BackgroundWorker:
                 )
             self._start_args, self._start_kwargs = args, kwargs
             loop = self._driver_loop()
-            self.before_start()
-            self._active = self._driving = True
+            self._driving = True  # taken: a concurrent start() returns False
             self._done.clear()
+        try:
+            self.before_start()  # user code: not under the worker's lock
+        except BaseException:
+            self._driving = False
+            self._done.set()
+            raise
+        self._active = True
         self.supervisor.register_sync_scheduler(self)
         asyncio.run_coroutine_threadsafe(self._drive(), loop)
         self.after_start()
