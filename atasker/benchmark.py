@@ -7,18 +7,22 @@ never asserted.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gc
 import statistics
 import threading
 import time
 import tracemalloc
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Callable
 
 from .api import background_task, wait_completed
-from .constants import TASK_HIGH, TASK_LOW, TT_MP
+from .constants import TASK_HIGH, TASK_LOW, TT_MP, TT_THREAD
 from .processpool import default_context
 from .supervisor import TaskSupervisor
+from .task import TaskInfo
 
 THREADS = 8
 PROCESSES = 2
@@ -37,54 +41,79 @@ def _supervisor(pool_size: int, max_size: int) -> TaskSupervisor:
     return supervisor
 
 
-def throughput_atasker(tasks: int) -> float:
-    """Tasks per second through background_task + wait_completed."""
-    supervisor = _supervisor(THREADS, THREADS)
-    run = background_task(noop, supervisor=supervisor)
+@contextlib.contextmanager
+def _atasker(tt: int) -> Iterator[Callable[[], TaskInfo]]:
+    """A started supervisor for ``tt`` tasks; yields the no-op task factory."""
+    if tt == TT_MP:
+        supervisor = TaskSupervisor(supervisor_id="bench-mp")
+        supervisor.create_mp_pool(processes=PROCESSES)
+        supervisor.start()
+    else:
+        supervisor = _supervisor(THREADS, THREADS)
     try:
-        started = time.perf_counter()
-        wait_completed([run() for _ in range(tasks)])
-        return tasks / (time.perf_counter() - started)
+        run = background_task(noop, tt=tt, supervisor=supervisor)
+        run().get()  # warm: a thread or process is ready
+        yield run
     finally:
         supervisor.stop()
 
 
-def throughput_executor(tasks: int) -> float:
-    """Tasks per second through ThreadPoolExecutor.submit + result."""
-    with ThreadPoolExecutor(max_workers=THREADS) as executor:
-        started = time.perf_counter()
-        futures = [executor.submit(noop) for _ in range(tasks)]
-        for future in futures:
+@contextlib.contextmanager
+def _executor(tt: int) -> Iterator[Executor]:
+    """The concurrent.futures executor to compare ``tt`` tasks with, warmed."""
+    executor: Executor
+    if tt == TT_MP:
+        executor = ProcessPoolExecutor(PROCESSES, mp_context=default_context())
+    else:
+        executor = ThreadPoolExecutor(max_workers=THREADS)
+    with executor:
+        for future in [executor.submit(noop) for _ in range(PROCESSES * 2)]:
             future.result()
-        return tasks / (time.perf_counter() - started)
+        yield executor
 
 
-def latency_atasker(samples: int) -> float:
+def _per_second(tasks: int, run_all: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    run_all()
+    return tasks / (time.perf_counter() - started)
+
+
+def _median_seconds(samples: int, run_one: Callable[[], object]) -> float:
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        run_one()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def throughput_atasker(tasks: int, tt: int = TT_THREAD) -> float:
+    """Tasks per second: submit all through background_task, then wait_completed."""
+    with _atasker(tt) as run:
+        return _per_second(tasks, lambda: wait_completed([run() for _ in range(tasks)]))
+
+
+def throughput_executor(tasks: int, tt: int = TT_THREAD) -> float:
+    """Tasks per second: executor.submit all, then each result()."""
+    with _executor(tt) as executor:
+
+        def run_all() -> None:
+            for future in [executor.submit(noop) for _ in range(tasks)]:
+                future.result()
+
+        return _per_second(tasks, run_all)
+
+
+def latency_atasker(samples: int, tt: int = TT_THREAD) -> float:
     """Median seconds from submit to result on an idle pool."""
-    supervisor = _supervisor(THREADS, THREADS)
-    run = background_task(noop, supervisor=supervisor)
-    try:
-        run().get()  # warm: a thread exists
-        times = []
-        for _ in range(samples):
-            started = time.perf_counter()
-            run().get()
-            times.append(time.perf_counter() - started)
-        return statistics.median(times)
-    finally:
-        supervisor.stop()
+    with _atasker(tt) as run:
+        return _median_seconds(samples, lambda: run().get())
 
 
-def latency_executor(samples: int) -> float:
+def latency_executor(samples: int, tt: int = TT_THREAD) -> float:
     """Median seconds from submit to result on an idle executor."""
-    with ThreadPoolExecutor(max_workers=THREADS) as executor:
-        executor.submit(noop).result()
-        times = []
-        for _ in range(samples):
-            started = time.perf_counter()
-            executor.submit(noop).result()
-            times.append(time.perf_counter() - started)
-        return statistics.median(times)
+    with _executor(tt) as executor:
+        return _median_seconds(samples, lambda: executor.submit(noop).result())
 
 
 def _queued_bytes(submit_all: Callable[[], object]) -> float:
@@ -126,69 +155,6 @@ def memory_executor(tasks: int) -> float:
             )
         finally:
             gate.set()
-
-
-def _mp_supervisor() -> TaskSupervisor:
-    supervisor = TaskSupervisor(supervisor_id="bench-mp")
-    supervisor.create_mp_pool(processes=PROCESSES)
-    supervisor.start()
-    return supervisor
-
-
-def _warm_executor(executor: ProcessPoolExecutor) -> None:
-    for future in [executor.submit(noop) for _ in range(PROCESSES * 2)]:
-        future.result()
-
-
-def mp_throughput_atasker(tasks: int) -> float:
-    """Process tasks per second: submit all, then wait (pool already started)."""
-    supervisor = _mp_supervisor()
-    run = background_task(noop, tt=TT_MP, supervisor=supervisor)
-    try:
-        run().get()
-        started = time.perf_counter()
-        wait_completed([run() for _ in range(tasks)])
-        return tasks / (time.perf_counter() - started)
-    finally:
-        supervisor.stop()
-
-
-def mp_throughput_executor(tasks: int) -> float:
-    """ProcessPoolExecutor(PROCESSES) tasks per second: submit all, then wait."""
-    with ProcessPoolExecutor(PROCESSES, mp_context=default_context()) as executor:
-        _warm_executor(executor)
-        started = time.perf_counter()
-        for future in [executor.submit(noop) for _ in range(tasks)]:
-            future.result()
-        return tasks / (time.perf_counter() - started)
-
-
-def mp_latency_atasker(samples: int) -> float:
-    """Median seconds from submit to result of one process task, idle pool."""
-    supervisor = _mp_supervisor()
-    run = background_task(noop, tt=TT_MP, supervisor=supervisor)
-    try:
-        run().get()
-        times = []
-        for _ in range(samples):
-            started = time.perf_counter()
-            run().get()
-            times.append(time.perf_counter() - started)
-        return statistics.median(times)
-    finally:
-        supervisor.stop()
-
-
-def mp_latency_executor(samples: int) -> float:
-    """Median seconds from submit to result of one ProcessPoolExecutor task."""
-    with ProcessPoolExecutor(PROCESSES, mp_context=default_context()) as executor:
-        _warm_executor(executor)
-        times = []
-        for _ in range(samples):
-            started = time.perf_counter()
-            executor.submit(noop).result()
-            times.append(time.perf_counter() - started)
-        return statistics.median(times)
 
 
 def priority_drain(low: int = 1000, high: int = 10) -> tuple[bool, float]:
@@ -269,14 +235,14 @@ def run(
         f"atasker vs ProcessPoolExecutor, {PROCESSES} processes, "
         f"median of {rounds} rounds"
     )
-    ours = median_of(mp_throughput_atasker, mp_tasks)
-    theirs = median_of(mp_throughput_executor, mp_tasks)
+    ours = median_of(functools.partial(throughput_atasker, tt=TT_MP), mp_tasks)
+    theirs = median_of(functools.partial(throughput_executor, tt=TT_MP), mp_tasks)
     out(
         f"process throughput, {mp_tasks} trivial tasks: {ours:,.0f}/s vs "
         f"{theirs:,.0f}/s  ratio {ours / theirs:.2f}x (target >= 1.0x, aim 2.5x)"
     )
-    ours = median_of(mp_latency_atasker, 500)
-    theirs = median_of(mp_latency_executor, 500)
+    ours = median_of(functools.partial(latency_atasker, tt=TT_MP), 500)
+    theirs = median_of(functools.partial(latency_executor, tt=TT_MP), 500)
     out(
         f"process idle submit-to-result latency: {ours * 1e6:.0f} us vs "
         f"{theirs * 1e6:.0f} us  ratio {ours / theirs:.2f}x (target <= 1.0x)"
