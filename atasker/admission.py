@@ -196,10 +196,6 @@ class Admission:
             TASK_CRITICAL: math.inf,
         }
 
-    def limit(self, priority: int) -> float:
-        """How many tasks may run when one of ``priority`` starts."""
-        return self._limits[priority]
-
     def push(self, task: TaskInfo) -> None:
         """Queue ``task`` in (priority, arrival) order."""
         self.ready.push(task)

@@ -40,6 +40,7 @@ from .constants import (
     TASK_STATUS_EXCEPTION,
     TASK_STATUS_QUEUED,
     TASK_STATUS_STARTED,
+    TT_THREAD,
 )
 from .errors import TaskCancelledError, TaskError
 
@@ -140,8 +141,11 @@ class TaskInfo:
         self._lock = threading.Lock()
         self._done_event: threading.Event | None = None
         self._done_callbacks: list[DoneCallback] | None = None
-        # Thread tasks run in a copy of the submitter's context variables.
-        self._context: contextvars.Context | None = contextvars.copy_context()
+        # Thread tasks run in a copy of the submitter's context variables
+        # (process tasks are pickled, coroutines run in their loop's context).
+        self._context: contextvars.Context | None = (
+            contextvars.copy_context() if tt == TT_THREAD else None
+        )
         self._owner = owner
 
     def __repr__(self) -> str:

@@ -114,11 +114,6 @@ class ThreadPool(AdmittingPool):
         """Threads in the pool now (running a task or idle)."""
         return self._size
 
-    @property
-    def running(self) -> int:
-        """Tasks holding a slot."""
-        return self._admission.running
-
     # ------------------------------------------------------------------
     # Submit and cancel
     # ------------------------------------------------------------------
