@@ -73,6 +73,15 @@ def mp_supervisor(make_supervisor):
     assert not supervisor_threads(sup.id)
 
 
+@pytest.fixture
+def one_worker(make_supervisor):
+    """A started supervisor with a single worker process."""
+    sup = make_supervisor()
+    sup.create_mp_pool(processes=1)
+    sup.start()
+    return sup
+
+
 def mp(f, sup, **options):
     return background_task(f, tt=TT_MP, supervisor=sup, **options)
 
@@ -185,10 +194,8 @@ class Fifo:
         self._writer.close()
 
 
-def test_cancel_queued_and_running(make_supervisor, tmp_path: Path) -> None:
-    sup = make_supervisor()
-    sup.create_mp_pool(processes=1)
-    sup.start()
+def test_cancel_queued_and_running(one_worker, tmp_path: Path) -> None:
+    sup = one_worker
     gate = Fifo(tmp_path / "gate")
     running = mp(mptasks.read_fifo, sup)(str(gate.path))
     queued = mp(mptasks.add, sup)(1, 2)
@@ -206,10 +213,8 @@ def test_cancel_queued_and_running(make_supervisor, tmp_path: Path) -> None:
     gate.release()
 
 
-def test_exact_start_order_with_one_worker(make_supervisor, tmp_path: Path) -> None:
-    sup = make_supervisor()
-    sup.create_mp_pool(processes=1)
-    sup.start()
+def test_exact_start_order_with_one_worker(one_worker, tmp_path: Path) -> None:
+    sup = one_worker
     log = tmp_path / "order.txt"
     gate = Fifo(tmp_path / "gate")
     blocker = mp(mptasks.read_fifo, sup)(str(gate.path))
@@ -299,12 +304,8 @@ def test_co_mp_apply(mp_supervisor) -> None:
     assert asyncio.run(main()) == 6
 
 
-def test_co_mp_apply_cancellation_cancels_the_task(
-    make_supervisor, tmp_path: Path
-) -> None:
-    sup = make_supervisor()
-    sup.create_mp_pool(processes=1)
-    sup.start()
+def test_co_mp_apply_cancellation_cancels_the_task(one_worker, tmp_path: Path) -> None:
+    sup = one_worker
     gate = Fifo(tmp_path / "gate")
     pid = sup.get_info().mp_pids[0]
 
@@ -392,11 +393,9 @@ if __name__ == "__main__":
 
 
 def test_critical_starts_at_once_in_a_temporary_worker(
-    make_supervisor, tmp_path: Path
+    one_worker, tmp_path: Path
 ) -> None:
-    sup = make_supervisor()
-    sup.create_mp_pool(processes=1)
-    sup.start()
+    sup = one_worker
     gate = Fifo(tmp_path / "gate")
     busy = mp(mptasks.read_fifo, sup)(str(gate.path))
     gate.wait_reader()
