@@ -24,11 +24,13 @@ from .constants import (
     TT_THREAD,
 )
 from .errors import (
+    ProcessPoolBrokenError,
     ProcessPoolStartError,
     SupervisorNotRunningError,
     TaskCancelledError,
     TaskError,
     TaskTimeoutError,
+    WaitTimeoutError,
     WorkerLostError,
 )
 from .jobs import AsyncJob, AsyncJobScheduler
@@ -74,6 +76,7 @@ __all__ = [
     "FunctionCollection",
     "LocalProxy",
     "Locker",
+    "ProcessPoolBrokenError",
     "ProcessPoolStartError",
     "RemoteTraceback",
     "SupervisorNotRunningError",
@@ -83,6 +86,7 @@ __all__ = [
     "TaskInfo",
     "TaskSupervisor",
     "TaskTimeoutError",
+    "WaitTimeoutError",
     "WorkerLostError",
     "background_task",
     "background_worker",

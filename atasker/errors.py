@@ -27,6 +27,22 @@ class TaskTimeoutError(TimeoutError):
     """The task ran past its time limit and was stopped."""
 
 
+# On 3.9 and 3.10 concurrent.futures.TimeoutError is a class of its own; from
+# 3.11 it is the builtin. A wait's timeout is both, so an ``except`` naming
+# either catches it on every version.
+_TIMEOUT_BASES: tuple[type[BaseException], ...] = (
+    (TimeoutError,)
+    if concurrent.futures.TimeoutError is TimeoutError
+    else (TimeoutError, concurrent.futures.TimeoutError)
+)
+
+
+class WaitTimeoutError(*_TIMEOUT_BASES):  # type: ignore[misc]
+    """A wait (``get``, ``wait_completed``, ...) ran out of time; the task
+    goes on. Both the builtin ``TimeoutError`` and
+    ``concurrent.futures.TimeoutError``."""
+
+
 class WorkerLostError(BrokenProcessPool):
     """The worker process running the task died (crash, kill, out of memory).
 
@@ -49,3 +65,9 @@ class SupervisorNotRunningError(RuntimeError):
 
 class ProcessPoolStartError(RuntimeError):
     """A worker process could not start: its initializer raised, or it died."""
+
+
+class ProcessPoolBrokenError(BrokenProcessPool):
+    """The process pool cannot run tasks: its workers keep failing to start
+    (or its manager ended). Every queued and new process task fails with it;
+    ``create_mp_pool()`` makes a new pool. The cause is ``__cause__``."""
