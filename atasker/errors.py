@@ -8,6 +8,7 @@ working around atasker calls.
 from __future__ import annotations
 
 import concurrent.futures
+import sys
 from concurrent.futures.process import BrokenProcessPool
 
 
@@ -30,14 +31,15 @@ class TaskTimeoutError(TimeoutError):
 # On 3.9 and 3.10 concurrent.futures.TimeoutError is a class of its own; from
 # 3.11 it is the builtin. A wait's timeout is both, so an ``except`` naming
 # either catches it on every version.
-_TIMEOUT_BASES: tuple[type[BaseException], ...] = (
-    (TimeoutError,)
-    if concurrent.futures.TimeoutError is TimeoutError
-    else (TimeoutError, concurrent.futures.TimeoutError)
-)
+if sys.version_info >= (3, 11):
+    _TimeoutBase = TimeoutError
+else:
+
+    class _TimeoutBase(TimeoutError, concurrent.futures.TimeoutError):
+        pass
 
 
-class WaitTimeoutError(*_TIMEOUT_BASES):  # type: ignore[misc]
+class WaitTimeoutError(_TimeoutBase):
     """A wait (``get``, ``wait_completed``, ...) ran out of time; the task
     goes on. Both the builtin ``TimeoutError`` and
     ``concurrent.futures.TimeoutError``."""
