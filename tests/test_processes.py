@@ -76,7 +76,7 @@ def mp_supervisor(make_supervisor):
 @pytest.fixture
 def one_worker(make_supervisor):
     """A started supervisor with a single worker process."""
-    sup = make_supervisor()
+    sup = make_supervisor(keep_finished=100)
     sup.create_mp_pool(processes=1)
     sup.start()
     return sup
@@ -153,7 +153,7 @@ def test_unpicklable_argument_and_lambda_refused_at_call(mp_supervisor) -> None:
 
     with pytest.raises(TypeError, match="top level"):
         mp(nested, mp_supervisor)()
-    assert mp_supervisor.get_tasks() == []
+    assert mp_supervisor.get_tasks() == {}
 
 
 def test_unpicklable_result_fails_that_task(mp_supervisor) -> None:
