@@ -2,11 +2,11 @@
 
 ::
 
-    static run() and a process pool set up -> a process task; its result
-                                              to process_result()
+    static run() and a process pool set up -> a process task
     coroutine function                     -> awaited on the driver's loop
     anything else (static run() included)  -> a thread task at the worker's
                                               priority, awaited
+    a static run()'s result, in a process or a thread, goes to process_result()
 
 An exception from the executor goes to :meth:`ExecutorRuns.error` inside the
 ``except`` block: in the pool thread for a thread run, so ``on_error`` (user
@@ -131,9 +131,15 @@ class ExecutorRuns:
                 name=self.name,
             )
             try:
-                return await run_task
+                result = await run_task
             except Exception:
                 return None  # error() ran in the run's thread; the task logged it
+            if self._has_static_run():
+                # A static run()'s result goes to process_result() wherever
+                # it ran, so a worker behaves the same with or without a
+                # process pool.
+                return self.process_result(result)
+            return result
         except asyncio.CancelledError:
             raise
         except SupervisorNotRunningError:

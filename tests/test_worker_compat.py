@@ -145,18 +145,27 @@ def test_last_executed_and_wait_until_stop(supervisor) -> None:
 
 class StaticRun(BackgroundIntervalWorker):
     seen: typing.ClassVar[list] = []
+    results: typing.ClassVar[list] = []
+    processed = threading.Event()
+
+    def process_result(self, result):
+        StaticRun.results.append(result)
+        StaticRun.processed.set()
 
     @staticmethod
     def run(**kwargs):
         StaticRun.seen.append((kwargs["_worker"], threading.current_thread().name))
-        return False
+        return False  # to process_result(), as from a process
 
 
 def test_static_run_without_a_process_pool_runs_in_a_thread(supervisor) -> None:
-    StaticRun.seen = []
+    StaticRun.seen, StaticRun.results = [], []
     worker = StaticRun(interval=60, supervisor=supervisor)
     worker.start()
-    assert worker.wait_until_stop(WAIT)
+    assert StaticRun.processed.wait(WAIT)
+    assert worker.is_active()  # the run's False went to process_result
+    worker.stop(wait=WAIT)
+    assert StaticRun.results == [False]
     assert StaticRun.seen[0][0] is worker
     assert StaticRun.seen[0][1].startswith(f"supervisor_{supervisor.id}_pool_")
 
