@@ -18,6 +18,9 @@ from .workerrun import process_pool_configured
 
 logger = logging.getLogger("atasker")
 
+# Seconds between runs of an interval worker given no schedule (atasker 0.7).
+DEFAULT_DELAY = 1.0
+
 __all__ = [
     "BackgroundAsyncWorker",
     "BackgroundEventWorker",
@@ -101,10 +104,13 @@ class BackgroundIntervalWorker(_Triggerable):
         interval: a fixed rate in seconds; a run that overruns its interval
             is followed at once by the next, and the ticks it missed are
             skipped.
-        delay: a pause between the end of a run and the next.
+        delay: a pause between the end of a run and the next
+            (``delay_after`` accepted too); 1 s if neither ``interval`` nor
+            ``delay`` is given, as in atasker 0.7.
         delay_before: a pause before each run.
 
-    ``trigger()`` runs it now.
+    An override of ``_interval`` clears the delay and one of ``_delay`` the
+    interval. ``trigger()`` runs it now.
     """
 
     interval: float | None
@@ -121,9 +127,11 @@ class BackgroundIntervalWorker(_Triggerable):
         **options: Any,
     ) -> None:
         super()._configure(**options)
-        self._set_schedule(
-            interval, delay if delay is not None else delay_after, delay_before
-        )
+        if delay is None:
+            delay = delay_after
+        if interval is None and delay is None:
+            delay = DEFAULT_DELAY  # atasker 0.7's default: never a busy loop
+        self._set_schedule(interval, delay, delay_before)
 
     def _set_schedule(
         self, interval: float | None, delay: float | None, delay_before: float | None
@@ -138,11 +146,22 @@ class BackgroundIntervalWorker(_Triggerable):
 
     def _apply_overrides(self, kwargs: dict[str, Any]) -> None:
         super()._apply_overrides(kwargs)
+        if "_delay_after" in kwargs:
+            kwargs.setdefault("_delay", kwargs.pop("_delay_after"))
         keys = ("_interval", "_delay", "_delay_before")
-        if any(key in kwargs for key in keys):
-            current = (self.interval, self.delay, self.delay_before)
-            values = [kwargs.pop(k, v) for k, v in zip(keys, current)]
-            self._set_schedule(*values)
+        given = {key: kwargs.pop(key) for key in keys if key in kwargs}
+        if not given:
+            return
+        interval = given.get("_interval", self.interval)
+        delay = given.get("_delay", self.delay)
+        # A new interval replaces the delay and the other way round, as
+        # atasker 0.7's start() did.
+        if "_interval" in given and "_delay" not in given:
+            delay = None
+        if "_delay" in given and "_interval" not in given:
+            interval = None
+        delay_before = given.get("_delay_before", self.delay_before)
+        self._set_schedule(interval, delay, delay_before)
 
     def _prepare(self) -> None:
         super()._prepare()

@@ -180,3 +180,20 @@ def test_get_schedulers_is_a_dict(supervisor) -> None:
     assert isinstance(schedulers, dict) and idle in schedulers
     idle.stop(wait=WAIT)
     assert idle not in supervisor.get_schedulers()
+
+
+def test_interval_worker_without_a_schedule_waits_a_second_between_runs() -> None:
+    class Plain(BackgroundIntervalWorker):
+        def run(self, **kwargs):
+            pass
+
+    worker = Plain()  # 0.7: delay 1 s, not a busy loop
+    assert (worker.interval, worker.delay, worker.delay_before) == (None, 1.0, None)
+    assert Plain(interval=0.5).delay is None
+    assert Plain(delay_after=2).delay == 2
+    assert Plain(delay_before=0.5).delay == 1.0  # as in 0.7
+    # An override of one schedule replaces the other, as 0.7's start() did.
+    worker._apply_overrides({"_interval": 0.2})
+    assert (worker.interval, worker.delay) == (0.2, None)
+    worker._apply_overrides({"_delay": 0.3})
+    assert (worker.interval, worker.delay) == (None, 0.3)
