@@ -259,8 +259,11 @@ class BackgroundWorker(ExecutorRuns):
             loop = supervisor.resolve_loop(self.loop)
         else:
             loop = supervisor._supervisor_aloop().get_loop()
-        if loop.is_closed():
-            raise RuntimeError(f"worker {self.name}: its loop {loop!r} is closed")
+        if loop.is_closed() or not loop.is_running():
+            # A loop that does not run would never run the driver, and a
+            # stop(wait=True) would wait for it for ever.
+            state = "closed" if loop.is_closed() else "not running"
+            raise RuntimeError(f"worker {self.name}: its loop {loop!r} is {state}")
         return loop
 
     def _apply_overrides(self, kwargs: dict[str, Any]) -> None:

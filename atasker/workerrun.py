@@ -132,7 +132,9 @@ class ExecutorRuns:
             )
             try:
                 result = await run_task
-            except Exception:
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
                 return None  # error() ran in the run's thread; the task logged it
             if self._has_static_run():
                 # A static run()'s result goes to process_result() wherever
@@ -157,7 +159,7 @@ class ExecutorRuns:
         self._run_thread = threading.get_ident()
         try:
             return executor(*args, **kwargs)
-        except Exception:
+        except BaseException:
             self.error()  # re-raises by default: the task fails and is logged
             return None
         finally:

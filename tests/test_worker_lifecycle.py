@@ -4,6 +4,7 @@ restart from the worker's own run (issue 8, items 4 and 12)."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 
@@ -181,6 +182,13 @@ def test_start_on_a_refusing_loop_leaves_the_worker_as_it_was(supervisor) -> Non
     with pytest.raises(RuntimeError, match="closed"):
         worker.start(_loop=closed)
     assert worker.loop == "good"
+    idle = asyncio.new_event_loop()  # never run: it would never run the driver
+    try:
+        with pytest.raises(RuntimeError, match="not running"):
+            worker.start(_loop=idle)
+    finally:
+        idle.close()
+    assert worker.loop == "good"
     worker.stop(wait=True)
     assert worker.start()
     worker.trigger_threadsafe()
@@ -241,3 +249,93 @@ def test_restart_from_the_workers_own_run(supervisor) -> None:
     worker.stop(wait=WAIT)
     assert seen == ["first", "second"]
     assert worker.is_stopped()
+
+
+def test_start_stop_restart_race(supervisor) -> None:
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    runs = threading.Semaphore(0)
+    try:
+        worker = background_worker(
+            lambda **kw: runs.release(), delay=0.001, supervisor=supervisor
+        )
+        barrier = threading.Barrier(6)
+        errors = []
+
+        def churn(index: int) -> None:
+            try:
+                barrier.wait(WAIT)
+                for _ in range(30):
+                    if index % 3 == 0:
+                        worker.start()
+                    elif index % 3 == 1:
+                        worker.stop(wait=WAIT)
+                    else:
+                        worker.restart()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=churn, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT * 3)
+        assert not any(thread.is_alive() for thread in threads)
+        assert errors == []
+    finally:
+        sys.setswitchinterval(old)
+    # Whatever the interleaving, the worker is in one piece: it stops, and it
+    # starts and runs again.
+    worker.stop(wait=WAIT)
+    assert worker.is_stopped() and not worker.is_active()
+    assert worker not in supervisor.get_schedulers()
+    while runs.acquire(blocking=False):
+        pass
+    assert worker.start()
+    assert runs.acquire(timeout=WAIT)
+    worker.stop(wait=WAIT)
+    assert worker.is_stopped()
+
+
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt, ValueError])
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_base_exceptions_from_user_code_are_logged(
+    supervisor, raised, asynchronous, caplog
+) -> None:
+    ran = threading.Semaphore(0)
+
+    class Hostile(BackgroundEventWorker):
+        def before_stop(self):
+            raise raised("before_stop")
+
+        def after_start(self):
+            raise raised("after_start")
+
+        def after_stop(self):
+            raise raised("after_stop")
+
+    if asynchronous:
+
+        async def executor(**kwargs):
+            ran.release()
+            raise raised("run")
+
+    else:
+
+        def executor(**kwargs):
+            ran.release()
+            raise raised("run")
+
+    worker = Hostile(func=executor, supervisor=supervisor)
+    assert worker.start()
+    for _ in range(2):
+        worker.trigger_threadsafe()
+        assert ran.acquire(timeout=WAIT)
+    worker.stop(wait=WAIT)
+    assert worker.is_stopped()
+    # The loop the driver ran on lives: the worker starts and runs again.
+    assert worker.start()
+    worker.trigger_threadsafe()
+    assert ran.acquire(timeout=WAIT)
+    worker.stop(wait=WAIT)
+    assert "after_start" in caplog.text and "after_stop" in caplog.text
