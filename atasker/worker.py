@@ -146,6 +146,13 @@ class BackgroundWorker(ExecutorRuns):
         """The supervisor the worker's runs go to."""
         return self._supervisor or task_supervisor
 
+    @supervisor.setter
+    def supervisor(self, supervisor: TaskSupervisor) -> None:
+        # atasker 0.7 kept it as a plain attribute that subclasses could set.
+        if not isinstance(supervisor, TaskSupervisor):
+            raise TypeError(f"supervisor must be a TaskSupervisor; got {supervisor!r}")
+        self._supervisor = supervisor
+
     # Hooks (user code: none runs under the worker's lock) ----------------
 
     def before_start(self) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+from collections.abc import Iterator
 from typing import Any, Callable, overload
 
 from .interval import next_tick
@@ -33,6 +34,13 @@ __all__ = [
 ]
 
 
+class Triggered:
+    """What ``trigger()`` returns: done already, and awaitable."""
+
+    def __await__(self) -> Iterator[None]:
+        return iter(())
+
+
 class BackgroundAsyncWorker(BackgroundWorker):
     """A worker whose executor is a coroutine function, awaited on its loop
     (``loop=``, else the default aloop, else the supervisor's own)."""
@@ -52,12 +60,19 @@ class _Triggerable(BackgroundWorker):
             self._early_trigger = False
             self._wake.set()
 
-    def trigger(self) -> None:
-        """Run now (thread-safe; several triggers before a run make one)."""
-        self.trigger_threadsafe()
+    def trigger(self, force: bool = False) -> Triggered:
+        """Run now, from any thread (several triggers before a run make one).
 
-    def trigger_threadsafe(self) -> None:
-        """Run now, from any thread."""
+        Returns:
+            An awaitable that is already done: atasker 0.7's ``trigger`` was
+            a coroutine, so ``await worker.trigger()`` works as well.
+        """
+        self.trigger_threadsafe(force)
+        return Triggered()
+
+    def trigger_threadsafe(self, force: bool = False) -> None:
+        """Run now, from any thread. ``force`` is accepted for compatibility:
+        a trigger during a run always makes one more run."""
         with self._lock:
             loop = self._event_loop
             if loop is None:

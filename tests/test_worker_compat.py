@@ -3,6 +3,7 @@ last_executed, static run() without a process pool, get_schedulers()."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
@@ -197,3 +198,24 @@ def test_interval_worker_without_a_schedule_waits_a_second_between_runs() -> Non
     assert (worker.interval, worker.delay) == (0.2, None)
     worker._apply_overrides({"_delay": 0.3})
     assert (worker.interval, worker.delay) == (None, 0.3)
+
+
+def test_trigger_can_be_awaited_and_supervisor_set(supervisor) -> None:
+    ran = threading.Semaphore(0)
+
+    @background_worker(e=True)
+    def worker(**kwargs):
+        ran.release()
+
+    worker.supervisor = supervisor  # 0.7 kept it as a plain attribute
+    assert worker.supervisor is supervisor
+    worker.start()
+
+    async def from_a_coroutine():
+        await worker.trigger()  # 0.7's trigger was a coroutine
+
+    asyncio.run(from_a_coroutine())
+    assert ran.acquire(timeout=WAIT)
+    worker.trigger_threadsafe(force=True)
+    assert ran.acquire(timeout=WAIT)
+    worker.stop(wait=WAIT)
