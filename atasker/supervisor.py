@@ -394,7 +394,6 @@ class TaskSupervisor(JobSchedulerRegistry):
             self._stop_job_schedulers()
         with self._state_lock:
             if not self._active:
-                self._stop_schedulers(deadline)  # their loops stop now
                 self._stop_aloops(wait, cancel_tasks)
                 return
             self._active = False
