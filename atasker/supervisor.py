@@ -18,8 +18,6 @@ the transitions of one state machine (see lifecycle.py).
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import itertools
 import logging
 import os
@@ -52,6 +50,7 @@ from .processpool import (
     resolve_context,
 )
 from .registry import TaskRegistry
+from .schedulers import SchedulerRegistry
 from .task import TaskInfo, current_task
 from .threadpool import ThreadPool
 from .timer import Timer
@@ -145,8 +144,10 @@ class TaskSupervisor(JobSchedulerRegistry):
         self.mp_context: Any = None
         self._mp_options: dict[str, Any] | None = None
         self._mp_pool: ProcessPool | None = None
-        # Workers and other schedulers -> the future of their loop() (or None).
-        self._schedulers: dict[Any, concurrent.futures.Future[Any] | None] = {}
+        # Workers and other schedulers; stop() stops them.
+        self._schedulers = SchedulerRegistry(
+            lambda: self._supervisor_aloop().get_loop()
+        )
         self.set_thread_pool(
             pool_size=pool_size,
             reserve_normal=reserve_normal,
@@ -483,7 +484,7 @@ class TaskSupervisor(JobSchedulerRegistry):
     def _stop_components(self, request: StopRequest) -> None:
         """The stop itself (STOPPING); every wait keeps to the request's deadline."""
         if request.stop_schedulers:
-            self._stop_schedulers(request.remaining() != 0)
+            self._stop_schedulers(request.deadline())
             self._stop_job_schedulers()
         with self._state_lock:
             pool, timer, mp_pool = self._pool, self._timer, self._mp_pool
@@ -494,6 +495,8 @@ class TaskSupervisor(JobSchedulerRegistry):
         for task in dropped:
             task.set_canceled()
         request.on_hurry(lambda: self._hurry(request, pool, mp_pool))
+        # Workers left running (stop_schedulers=False) end before their loops.
+        self._stop_schedulers(request.deadline())
         # Coroutines may await thread or process tasks, which still run.
         self._stop_aloops(request.deadline(), request.cancel_tasks)
         # Both pools drain towards the same deadline; the process pool also
@@ -542,49 +545,37 @@ class TaskSupervisor(JobSchedulerRegistry):
             self._registry.keep_finished, self._registry.keep_finished_age
         )
         self._reset_aloops_after_fork()
+        self._schedulers = SchedulerRegistry(
+            lambda: self._supervisor_aloop().get_loop()
+        )
+
+    # The scheduler registry (atasker.schedulers) ----------------------
 
     def register_scheduler(self, scheduler: Any) -> bool:
         """Register a scheduler (atasker's call): its ``loop()`` coroutine, if
         it has one, runs on the supervisor's own loop, and ``stop()`` of the
         supervisor calls its ``stop()``."""
-        future = None
-        if callable(getattr(scheduler, "loop", None)):
-            loop = self._supervisor_aloop().get_loop()
-            future = asyncio.run_coroutine_threadsafe(scheduler.loop(), loop)
-        with self._state_lock:
-            self._schedulers[scheduler] = future
-        return True
+        return self._schedulers.register(scheduler)
 
     def unregister_scheduler(self, scheduler: Any) -> bool:
         """Forget a scheduler (its ``loop()`` is cancelled); False if unknown."""
-        with self._state_lock:
-            if scheduler not in self._schedulers:
-                return False
-            future = self._schedulers.pop(scheduler)
-        if future is not None:
-            future.cancel()
-        return True
+        return self._schedulers.unregister(scheduler)
 
     def register_sync_scheduler(self, scheduler: Any) -> bool:
         """Register a scheduler that runs on its own; ``stop()`` stops it."""
-        with self._state_lock:
-            self._schedulers.setdefault(scheduler, None)
-        return True
+        return self._schedulers.register_sync(scheduler)
 
     unregister_sync_scheduler = unregister_scheduler
 
-    def get_schedulers(self) -> list[Any]:
-        """The registered schedulers (started workers among them)."""
-        with self._state_lock:
-            return list(self._schedulers)
+    def get_schedulers(self) -> dict[Any, Any]:
+        """The registered schedulers (started workers among them): scheduler
+        -> the future of its ``loop()``, or None."""
+        return self._schedulers.get()
 
-    def _stop_schedulers(self, wait: bool) -> None:
-        for scheduler in self.get_schedulers():
-            try:
-                scheduler.stop(wait=wait)
-            except Exception:
-                logger.exception("stopping scheduler %r failed", scheduler)
-            self.unregister_scheduler(scheduler)
+    def _stop_schedulers(self, deadline: float | None) -> None:
+        """Stop every scheduler by ``deadline`` (``time.monotonic()``; None:
+        no limit)."""
+        self._schedulers.stop_schedulers(deadline)
 
     # ------------------------------------------------------------------
     # Tasks
