@@ -35,16 +35,14 @@ import uuid
 from typing import Any, Callable
 
 from .constants import TASK_NORMAL
-from .errors import SupervisorNotRunningError
+from .errors import SupervisorNotRunningError, WorkerNotRunningError
 from .supervisor import TaskSupervisor, task_supervisor
 from .validation import check_callable, check_priority, check_timeout
 from .workerrun import ExecutorRuns, process_pool_configured
 
 logger = logging.getLogger("atasker")
 
-
-class WorkerNotRunningError(RuntimeError):
-    """An item was put to a worker that is not started (or was stopped)."""
+__all__ = ["BackgroundWorker", "WorkerNotRunningError"]
 
 
 class BackgroundWorker(ExecutorRuns):
