@@ -127,3 +127,23 @@ def test_bad_input_is_refused_at_the_call(make_supervisor, call, error, match) -
 def test_bad_exit_wait_is_refused() -> None:
     with pytest.raises(ValueError, match="exit_wait"):
         TaskSupervisor(exit_wait=-1)
+
+
+def test_a_closed_loop_is_reported_as_closed(make_supervisor) -> None:
+    sup = make_supervisor()
+    sup.start()
+    aloop = sup.create_aloop("closing")
+    loop = aloop.get_loop()
+    loop.call_soon_threadsafe(loop.stop)  # stopped behind the ALoop's back
+    aloop._thread.join(WAIT)
+    assert loop.is_closed()
+
+    async def nothing():
+        return None
+
+    coro = nothing()
+    with pytest.raises(RuntimeError, match="closed"):
+        aloop.background_task(coro)
+    coro.close()
+    assert sup.get_tasks() == {}
+    assert background_task(abs, supervisor=sup)(-4).get(WAIT) == 4
