@@ -141,13 +141,14 @@ class AdmittingPool:
             self._drained.notify_all()
 
     def _may_grow_locked(self, size: int, max_size: int) -> bool:
-        """May one more worker start for the admissible head? Below
-        ``max_size`` (plus one per blocked pool thread), yes; past it, only
-        for a CRITICAL head, which always starts at once."""
+        """May one more worker start for the head, if it is admissible?
+        Below ``max_size`` (plus one per blocked pool thread), yes; past it,
+        only for a CRITICAL head, which always starts at once. (True does
+        not mean a head is admissible: the caller's ``admit_next`` says.)"""
+        if size < max_size + self._blocked:
+            return True
         head = self._admission.admissible()
-        if head is None:
-            return False
-        return size < max_size + self._blocked or head.priority == TASK_CRITICAL
+        return head is not None and head.priority == TASK_CRITICAL
 
     def _surplus_locked(self, size: int, max_size: int) -> bool:
         """More workers than allowed (after a resize, a CRITICAL burst, or a
