@@ -86,6 +86,11 @@ class BlockingPool(Protocol):
         """The calling pool thread runs again: take its slot back."""
 
 
+class _StartedEvent(threading.Event):
+    """The ``started`` event, kept among a record's waiters but set when the
+    task starts, not when it ends."""
+
+
 class _LoopWaker:
     """Wakes a coroutine awaiting a record, from whichever thread finishes it."""
 
@@ -146,7 +151,6 @@ class TaskInfo:
         "_container",
         "_lock",
         "_waiters",
-        "_started",
         "_done_callbacks",
         "_context",
         "_owner",
@@ -196,9 +200,10 @@ class TaskInfo:
         self._container: Container | None = None
         self._lock = threading.Lock()
         # Internal wake-ups (the ``completed`` Event, awaiting coroutines),
-        # run in the finishing thread: never user code, never deferred.
+        # run in the finishing thread: never user code, never deferred. The
+        # ``started`` Event lives here too (one slot for all lazily made
+        # waiting objects: each slot costs every queued record 8 bytes).
         self._waiters: list[threading.Event | _LoopWaker] | None = None
-        self._started: threading.Event | None = None
         self._done_callbacks: list[DoneCallback] | None = None
         # Thread tasks run in a copy of the submitter's context variables
         # (process tasks are pickled, coroutines run in their loop's context).
@@ -239,12 +244,21 @@ class TaskInfo:
         set for a task canceled before it ran.
         """
         with self._lock:
-            event = self._started
-            if event is None:
-                event = self._started = threading.Event()
+            if self.time_started is not None or self.status in FINAL_STATUSES:
+                # Started or never will: an event that says so.
+                event = threading.Event()
                 if self.time_started is not None:
                     event.set()
-            return event
+                return event
+            waiters = self._waiters
+            if waiters is None:
+                waiters = self._waiters = []
+            for waiter in waiters:
+                if type(waiter) is _StartedEvent:
+                    return waiter
+            started = _StartedEvent()
+            waiters.append(started)
+            return started
 
     @property
     def completed(self) -> threading.Event:
@@ -434,10 +448,18 @@ class TaskInfo:
                 return False
             self.status = TASK_STATUS_STARTED
             self.time_started = time.time()
-            started = self._started
+            started = self._started_event_locked()
         if started is not None:
             started.set()
         return True
+
+    def _started_event_locked(self) -> threading.Event | None:
+        waiters = self._waiters
+        if waiters is not None:
+            for waiter in waiters:
+                if type(waiter) is _StartedEvent:
+                    return waiter
+        return None
 
     def set_result(self, result: Any, defer: Defer | None = None) -> bool:
         """Final: COMPLETED with ``result``. False if already final.
@@ -473,7 +495,7 @@ class TaskInfo:
                 return
             self.status = TASK_STATUS_STARTED
             self.time_started = time.time()
-            started = self._started
+            started = None if self._waiters is None else self._started_event_locked()
             # Read under the lock: once final, the record drops them.
             target, args, kwargs = self.target, self.args, self.kwargs
         if started is not None:
@@ -560,7 +582,8 @@ class TaskInfo:
             _close_coroutines(coroutine_args)
         if waiters is not None:
             for waiter in waiters:
-                waiter.set()
+                if type(waiter) is not _StartedEvent:  # a canceled task never started
+                    waiter.set()
         if exception is not None and owner is not None:
             owner._task_failed(self)
         callback = self.callback if status == TASK_STATUS_COMPLETED else None
