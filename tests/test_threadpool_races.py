@@ -95,3 +95,64 @@ def test_submit_cancel_resize_race(make_supervisor, fast_switching) -> None:
     with finals_lock:
         assert all(count == 1 for count in finals.values())
         assert len(finals) == total
+
+
+def test_push_and_cancel_race_leaves_exact_counts(fast_switching) -> None:
+    # A record canceled while a pool pushes it is either not queued or
+    # removed by the cancel: the pool's count never includes a final record.
+    from conftest import Gate
+
+    from atasker import TT_THREAD
+    from atasker.task import TaskInfo
+    from atasker.threadpool import ThreadPool
+
+    gate = Gate()
+    pool = ThreadPool(
+        "test_race_pool_",
+        lambda task: task.run(),
+        pool_size=1,
+        reserve_normal=0,
+        reserve_high=0,
+        min_size=0,
+        max_size=1,
+    )
+    try:
+        blocker = TaskInfo("b", gate.block, (), {}, tt=TT_THREAD, priority=TASK_NORMAL)
+        assert pool.submit(blocker)
+        gate.wait_started()
+        records = [
+            TaskInfo(str(i), abs, (-i,), {}, tt=TT_THREAD, priority=TASK_NORMAL)
+            for i in range(3000)
+        ]
+        barrier = threading.Barrier(2)
+
+        def submit_all():
+            barrier.wait(WAIT)
+            for record in records:
+                pool.submit(record)
+
+        def cancel_every_other():
+            barrier.wait(WAIT)
+            for record in records[::2]:
+                record.cancel()
+
+        threads = [
+            threading.Thread(target=submit_all),
+            threading.Thread(target=cancel_every_other),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT)
+        live = [r for r in records if not r.cancelled()]
+        assert len(live) == 1500
+        assert pool.queued()[TASK_NORMAL] == len(live)
+        assert len(pool._admission.ready) == len(live)
+        gate.release.set()
+        for record in live:
+            assert record.get(WAIT) == int(record.id)
+        assert pool.queued()[TASK_NORMAL] == 0
+    finally:
+        gate.release.set()
+        pool.shutdown(None)
+        pool.join(None)
