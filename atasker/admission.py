@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 # Canceled records stay in a queue or heap until they reach its head (removing
 # one from the middle is O(n)). Rebuild once they are this many and more than
 # half of it, so the garbage is bounded and the rebuild cost is amortised.
+# What stays is the bare record: a final record has dropped its target,
+# arguments and payload, and a canceled one has no result.
 COMPACT_MIN_GARBAGE = 1024
 
 
