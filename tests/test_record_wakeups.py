@@ -94,3 +94,35 @@ def test_system_exit_from_callbacks_is_caught_and_logged(supervisor, caplog) -> 
     assert "done callback" in caplog.text
     # The same pool still runs tasks.
     assert task(-2).get(WAIT) == 2
+
+
+def test_co_mp_apply_not_delayed_by_a_slow_process_callback(make_supervisor) -> None:
+    # The case: a process task's callback blocks the pool's callbacks
+    # thread; an unrelated co_mp_apply must still return at once.
+    import mptasks
+
+    from atasker import TT_MP, co_mp_apply
+
+    sup = make_supervisor()
+    sup.create_mp_pool(processes=2)
+    sup.start()
+    release = threading.Event()
+    in_callback = threading.Event()
+
+    def slow_callback(result):
+        in_callback.set()
+        release.wait(WAIT)
+
+    try:
+        sup.put_task(mptasks.add, args=(1, 2), tt=TT_MP, callback=slow_callback)
+        assert in_callback.wait(WAIT)
+
+        async def main():
+            return await asyncio.wait_for(
+                co_mp_apply(mptasks.add, (3, 4), supervisor=sup), WAIT / 2
+            )
+
+        assert asyncio.run(main()) == 7
+        assert not release.is_set()  # the callback was still running
+    finally:
+        release.set()
