@@ -421,12 +421,15 @@ def schedule_coroutine(task: TaskInfo, loop: asyncio.AbstractEventLoop) -> None:
 async def _run_coroutine(task: TaskInfo) -> None:
     # The asyncio task is the handle cancel() uses once the record is STARTED.
     task.handle = asyncio.current_task()
+    # Read before the start: a final record has dropped them (target None).
+    target, args, kwargs = task.target, task.args, task.kwargs
     if not task.set_started():
         task.handle = None
         _close_coroutines(task.args)  # canceled before it could start
         return
     try:
-        result = await task.target(*task.args, **task.kwargs)
+        assert target is not None
+        result = await target(*args, **kwargs)
     except asyncio.CancelledError:
         task.set_canceled()
         raise

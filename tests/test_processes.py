@@ -137,7 +137,7 @@ def test_hundred_tasks_ten_crashes(mp_supervisor) -> None:
     failed = [t for t in tasks if t.status != TASK_STATUS_COMPLETED]
     assert len(failed) == 10
     assert all(isinstance(t.exception, WorkerLostError) for t in failed)
-    assert [t.args[0] for t in failed] == list(range(0, 100, 10))
+    assert [tasks.index(t) for t in failed] == list(range(0, 100, 10))
     info = mp_supervisor.get_info()
     assert info.mp_tasks_count == 0 and info.mp_queued[TASK_NORMAL] == 0
 
