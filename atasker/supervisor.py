@@ -31,9 +31,6 @@ from typing import Any, Callable, Union
 from .aloop import cancel_coroutine, schedule_coroutine
 from .constants import (
     TASK_NORMAL,
-    TASK_STATUS_CANCELED,
-    TASK_STATUS_DELAYED,
-    TASK_STATUS_QUEUED,
     TASK_STATUS_STARTED,
     TT_COROUTINE,
     TT_MP,
@@ -501,7 +498,7 @@ class TaskSupervisor(JobSchedulerRegistry):
         self._stop_aloops(request.deadline(), request.cancel_tasks)
         # Both pools drain towards the same deadline; the process pool also
         # ends its worker processes, so it goes last.
-        for task in pool.shutdown(request.deadline()):
+        for task in pool.shutdown(request.deadline):
             task.set_canceled()
         if mp_pool is not None:
             for task in mp_pool.shutdown(request.deadline()):
@@ -812,7 +809,8 @@ class TaskSupervisor(JobSchedulerRegistry):
 
     def _run_thread_task(self, task: TaskInfo) -> None:
         """Pool thread: report a long queue wait, then run the task."""
-        waited = time.time() - task.time_queued
+        # time_queued is the submit time; a delay is not time spent queued.
+        waited = time.time() - task.time_queued - (task.delay or 0.0)
         critical, warning = self.timeout_critical, self.timeout_warning
         if critical is not None and waited > critical:
             self._report_wait(
@@ -845,14 +843,7 @@ class TaskSupervisor(JobSchedulerRegistry):
 
     def _task_finished(self, task: TaskInfo, previous: int) -> None:
         """A record reached its final status (called under the record's lock:
-        only bookkeeping here, no user code)."""
-        if task.status == TASK_STATUS_CANCELED:
-            if previous == TASK_STATUS_QUEUED:
-                pool = self._mp_pool if task.tt == TT_MP else self._pool
-                if pool is not None:
-                    pool.discard(task)
-            elif previous == TASK_STATUS_DELAYED and self._timer is not None:
-                self._timer.discard(task)
+        only bookkeeping here, no user code; the record has left its queue)."""
         self._registry.finish(task)
 
     def _cancel_running(self, task: TaskInfo) -> bool:

@@ -40,7 +40,7 @@ import time
 import traceback as traceback_module
 import types
 from collections.abc import Generator, Mapping
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from .constants import (
     FINAL_STATUSES,
@@ -57,9 +57,6 @@ from .constants import (
 from .errors import TaskCancelledError, TaskError, WaitTimeoutError
 from .validation import check_timeout
 
-if TYPE_CHECKING:
-    from .supervisor import TaskSupervisor
-
 logger = logging.getLogger("atasker")
 
 DoneCallback = Callable[["TaskInfo"], Any]
@@ -67,6 +64,16 @@ Defer = Callable[[Callable[[], None]], Any]
 
 # What a finished record keeps of its keyword arguments: nothing, read-only.
 FINISHED_KWARGS: Mapping[str, Any] = types.MappingProxyType({})
+
+
+class Owner(Protocol):
+    """What a record tells of itself: the supervisor that made it."""
+
+    def _task_finished(self, task: TaskInfo, previous: int) -> None: ...
+
+    def _task_failed(self, task: TaskInfo) -> None: ...
+
+    def _cancel_running(self, task: TaskInfo) -> bool: ...
 
 
 class Container(Protocol):
@@ -169,7 +176,7 @@ class TaskInfo:
         delay: float | None = None,
         callback: Callable[[Any], Any] | None = None,
         time_limit: float | None = None,
-        owner: TaskSupervisor | None = None,
+        owner: Owner | None = None,
     ) -> None:
         self.id = task_id
         self.tt = tt

@@ -282,8 +282,9 @@ def test_stop_from_a_signal_handler_that_interrupts_submit() -> None:
         push = pool._admission.push
 
         def push_then_signal(task):
-            push(task)
+            queued = push(task)
             signal.raise_signal(signal.SIGUSR1)  # handled here, lock held
+            return queued
 
         pool._admission.push = push_then_signal
         first = background_task(abs, supervisor=sup)(-1)
