@@ -1,4 +1,6 @@
-"""``get_info()``: a snapshot of a supervisor's state, atasker 0.7's fields first."""
+"""Look-up and statistics: ``get_task``, ``get_tasks``, ``get_info`` (a
+snapshot of a supervisor's state, atasker 0.7's fields first) and 0.7's
+``mark_task_completed``."""
 
 from __future__ import annotations
 
@@ -12,6 +14,77 @@ from .constants import (
     TT_MP,
     TT_THREAD,
 )
+from .registry import TaskRegistry
+from .task import TaskInfo, current_task
+
+
+class TaskLookup:
+    """The look-up calls of a supervisor (mixed into it)."""
+
+    _registry: TaskRegistry
+
+    def get_task(self, task_id: TaskInfo | str) -> TaskInfo | None:
+        """The record with ``task_id`` while it is unfinished or kept; else
+        None (as in atasker 0.7: None means completed)."""
+        if isinstance(task_id, TaskInfo):
+            task_id = task_id.id
+        return self._registry.get(str(task_id))
+
+    def get_tasks(self, tt: int | None = None) -> dict[str, TaskInfo]:
+        """Unfinished records (queued, delayed, running) by id, of type ``tt``
+        if given (atasker 0.7 returns a dict too)."""
+        return {
+            task.id: task
+            for task in self._registry.active()
+            if tt is None or task.tt == tt
+        }
+
+    def get_info(
+        self,
+        tt: int | bool | None = None,
+        aloops: bool = True,
+        schedulers: bool = True,
+        async_job_schedulers: bool = True,
+    ) -> types.SimpleNamespace:
+        """A snapshot of the supervisor's state: atasker 0.7's fields and more.
+
+        Args (atasker 0.7's): ``tt`` limits the task fields to TT_THREAD or
+        TT_MP; ``tt=False`` gives counts only. ``aloops``, ``schedulers``,
+        ``async_job_schedulers``: include those dicts.
+
+        Returns:
+            A namespace; see :func:`supervisor_info`.
+        """
+        return supervisor_info(self, tt, aloops, schedulers, async_job_schedulers)
+
+    def mark_task_completed(
+        self,
+        task: TaskInfo | str | None = None,
+        task_id: str | None = None,
+        tt: int | None = None,
+    ) -> bool:
+        """Mark a running task completed (atasker's call; idempotent).
+
+        Args:
+            task: the record or its id; None: the task running in this thread.
+            task_id: the id, as atasker passes it in ``_task_id``.
+            tt: accepted for atasker 0.7 compatibility (the record knows it).
+
+        Returns:
+            True if the task was found (whether or not it was already final).
+        """
+        record: TaskInfo | None
+        if isinstance(task, TaskInfo):
+            record = task
+        elif task is not None or task_id is not None:
+            record = self._registry.get(str(task if task is not None else task_id))
+        else:
+            record = current_task()
+        if record is None:
+            return False
+        if record.status == TASK_STATUS_STARTED:
+            record.set_result(None)
+        return True
 
 
 def supervisor_info(

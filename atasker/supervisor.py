@@ -22,22 +22,18 @@ import itertools
 import logging
 import os
 import threading
-import time
-import types
 import uuid
-from collections.abc import Mapping
 from typing import Any, Callable, Union
 
 from .aloop import cancel_coroutine, schedule_coroutine
 from .constants import (
     TASK_NORMAL,
-    TASK_STATUS_STARTED,
     TT_COROUTINE,
     TT_MP,
     TT_THREAD,
 )
 from .errors import SupervisorNotRunningError
-from .info import supervisor_info
+from .info import TaskLookup
 from .jobs import JobSchedulerRegistry
 from .lifecycle import RUNNING, Lifecycle, StopRequest, interrupts_atasker_code, track
 from .processpool import (
@@ -46,19 +42,24 @@ from .processpool import (
     pickle_payload,
     resolve_context,
 )
+from .queuewait import QueueWaitReports
 from .registry import TaskRegistry
 from .schedulers import SchedulerRegistry
-from .task import TaskInfo, current_task
+from .task import TaskInfo
+from .threadconfig import ThreadPoolConfig, reserve_rule
 from .threadpool import ThreadPool
 from .timer import Timer
 from .validation import (
+    check_args,
     check_callable,
     check_count,
     check_delay,
+    check_kwargs,
     check_priority,
     check_task_type,
     check_time_limit,
     check_timeout,
+    check_wait,
 )
 
 logger = logging.getLogger("atasker")
@@ -68,13 +69,13 @@ DEFAULT_POOL_SIZE = 15
 DEFAULT_RESERVE_NORMAL = 5
 DEFAULT_RESERVE_HIGH = 5
 DEFAULT_POLL_DELAY = 0.1
-DEFAULT_TIMEOUT_WARNING = 5.0
-DEFAULT_TIMEOUT_CRITICAL = 10.0
 
 Wait = Union[bool, float]
 
 
-class TaskSupervisor(JobSchedulerRegistry):
+class TaskSupervisor(
+    TaskLookup, QueueWaitReports, ThreadPoolConfig, JobSchedulerRegistry
+):
     """Owns the pools, the timer and the records of one set of tasks.
 
     Args:
@@ -108,10 +109,6 @@ class TaskSupervisor(JobSchedulerRegistry):
         super().__init__()
         self.id = str(supervisor_id) if supervisor_id is not None else uuid.uuid4().hex
         self.poll_delay = DEFAULT_POLL_DELAY
-        self.timeout_warning: float | None = DEFAULT_TIMEOUT_WARNING
-        self.timeout_warning_func: Callable[[TaskInfo], Any] | None = None
-        self.timeout_critical: float | None = DEFAULT_TIMEOUT_CRITICAL
-        self.timeout_critical_func: Callable[[TaskInfo], Any] | None = None
         self.log_exceptions = True
         self._registry = TaskRegistry(
             check_count(keep_finished, "keep_finished"),
@@ -121,7 +118,7 @@ class TaskSupervisor(JobSchedulerRegistry):
         # than a uuid4 per task and unique across supervisors and restarts.
         self._id_prefix = uuid.uuid4().hex[:12]
         self._id_numbers = itertools.count(1)
-        _deadline(exit_wait, "exit_wait")  # checked now, used at exit
+        check_wait(exit_wait, "exit_wait")  # checked now, used at exit
         self.exit_wait = exit_wait
         self._lifecycle = Lifecycle(self.id)
         # Configuration and the current pools; taken inside the lifecycle's
@@ -129,11 +126,6 @@ class TaskSupervisor(JobSchedulerRegistry):
         self._state_lock = threading.RLock()
         self._pool: ThreadPool | None = None
         self._timer: Timer | None = None
-        self.pool_size = 0
-        self.reserve_normal = 0
-        self.reserve_high = 0
-        self.min_size: int | str = 0
-        self.max_size: int | None = None
         self.mp_pool_size = 0
         self.mp_reserve_normal = 0
         self.mp_reserve_high = 0
@@ -159,23 +151,6 @@ class TaskSupervisor(JobSchedulerRegistry):
     def _active(self) -> bool:
         return self._lifecycle.state == RUNNING
 
-    # atasker 0.7's names of the thread pool's reserve rule.
-
-    @property
-    def thread_pool_size(self) -> int:
-        """The thread pool's ``pool_size`` (atasker 0.7's attribute)."""
-        return self.pool_size
-
-    @property
-    def thread_reserve_normal(self) -> int:
-        """The thread pool's ``reserve_normal`` (atasker 0.7's attribute)."""
-        return self.reserve_normal
-
-    @property
-    def thread_reserve_high(self) -> int:
-        """The thread pool's ``reserve_high`` (atasker 0.7's attribute)."""
-        return self.reserve_high
-
     @property
     def mp_pool(self) -> ProcessPool | None:
         """The process pool while one runs, else None.
@@ -197,57 +172,6 @@ class TaskSupervisor(JobSchedulerRegistry):
     # Configuration
     # ------------------------------------------------------------------
 
-    def set_thread_pool(
-        self,
-        pool_size: int | None = None,
-        reserve_normal: int | None = None,
-        reserve_high: int | None = None,
-        min_size: int | str | None = None,
-        max_size: int | None = None,
-    ) -> None:
-        """Configure the thread pool; works before and while running.
-
-        Args:
-            pool_size: LOW tasks run while fewer than this run; 0: unlimited.
-            reserve_normal: extra slots NORMAL (and higher) tasks may use.
-            reserve_high: extra slots HIGH tasks may use on top of those.
-                CRITICAL tasks always start, growing the pool past max_size.
-            min_size: threads started with the pool and kept when idle;
-                ``'max'`` for max_size.
-            max_size: most threads for non-CRITICAL tasks. Default: the larger
-                of ``cpu_count * 5`` and ``pool_size + reserves``.
-        Raises:
-            TypeError, ValueError: an argument is not an int >= 0.
-        """
-        with self._state_lock:
-            self.pool_size, self.reserve_normal, self.reserve_high = _reserve_rule(
-                (self.pool_size, self.reserve_normal, self.reserve_high),
-                (pool_size, reserve_normal, reserve_high),
-            )
-            if max_size is not None:
-                if check_count(max_size, "max_size") < 1:
-                    raise ValueError(f"max_size must be >= 1; got {max_size!r}")
-                self.max_size = max_size
-            if min_size is not None:
-                if min_size != "max":
-                    check_count(min_size, "min_size")
-                self.min_size = min_size
-            if self.min_size != "max" and int(self.min_size) > self._max_threads():
-                raise ValueError(
-                    f"min_size ({self.min_size}) cannot be larger than max_size "
-                    f"({self._max_threads()})"
-                )
-            if self._pool is not None:
-                self._pool.configure(
-                    self.pool_size,
-                    self.reserve_normal,
-                    self.reserve_high,
-                    self._min_threads(),
-                    self._max_threads(),
-                )
-
-    set_config = set_thread_pool  # atasker's older name
-
     def set_mp_pool(
         self,
         pool_size: int | None = None,
@@ -265,7 +189,7 @@ class TaskSupervisor(JobSchedulerRegistry):
         """
         with self._state_lock:
             self.mp_pool_size, self.mp_reserve_normal, self.mp_reserve_high = (
-                _reserve_rule(
+                reserve_rule(
                     (self.mp_pool_size, self.mp_reserve_normal, self.mp_reserve_high),
                     (pool_size, reserve_normal, reserve_high),
                 )
@@ -357,21 +281,6 @@ class TaskSupervisor(JobSchedulerRegistry):
         self._mp_pool = pool
         return pool
 
-    def _max_threads(self) -> int:
-        if self.max_size is not None:
-            return self.max_size
-        default = (os.cpu_count() or 1) * 5
-        if self.pool_size:
-            return max(
-                default, self.pool_size + self.reserve_normal + self.reserve_high
-            )
-        return default
-
-    def _min_threads(self) -> int:
-        if self.min_size == "max":
-            return self._max_threads()
-        return min(int(self.min_size), self._max_threads())
-
     # ------------------------------------------------------------------
     # Lifecycle
     # ------------------------------------------------------------------
@@ -456,7 +365,7 @@ class TaskSupervisor(JobSchedulerRegistry):
 
         Delayed tasks are always canceled: they had not entered the queue.
         """
-        deadline = _deadline(wait)
+        deadline = check_wait(wait)
         if interrupts_atasker_code():
             # A signal handler: the code it interrupted may hold any of our
             # locks. Take none in this thread.
@@ -608,8 +517,8 @@ class TaskSupervisor(JobSchedulerRegistry):
         check_callable(target, "target")
         return self.submit(
             target,
-            _check_args(args),
-            _check_kwargs(kwargs),
+            check_args(args),
+            check_kwargs(kwargs),
             priority=priority,
             delay=delay,
             tt=tt,
@@ -654,9 +563,9 @@ class TaskSupervisor(JobSchedulerRegistry):
         if not checked:
             check_callable(target, "target")
             if not isinstance(args, tuple):
-                args = _check_args(args)
+                args = check_args(args)
             if type(kwargs) is not dict or not all(type(k) is str for k in kwargs):
-                kwargs = _check_kwargs(kwargs)
+                kwargs = check_kwargs(kwargs)
             priority = check_priority(priority)
             delay = check_delay(delay)
             tt = check_task_type(tt)
@@ -725,68 +634,6 @@ class TaskSupervisor(JobSchedulerRegistry):
                 mp_pool = self._mp_pool or self._start_mp_pool()
         return mp_pool.submit
 
-    def mark_task_completed(
-        self,
-        task: TaskInfo | str | None = None,
-        task_id: str | None = None,
-        tt: int | None = None,
-    ) -> bool:
-        """Mark a running task completed (atasker's call; idempotent).
-
-        Args:
-            task: the record or its id; None: the task running in this thread.
-            task_id: the id, as atasker passes it in ``_task_id``.
-            tt: accepted for atasker 0.7 compatibility (the record knows it).
-
-        Returns:
-            True if the task was found (whether or not it was already final).
-        """
-        record: TaskInfo | None
-        if isinstance(task, TaskInfo):
-            record = task
-        elif task is not None or task_id is not None:
-            record = self._registry.get(str(task if task is not None else task_id))
-        else:
-            record = current_task()
-        if record is None:
-            return False
-        if record.status == TASK_STATUS_STARTED:
-            record.set_result(None)
-        return True
-
-    def get_task(self, task_id: TaskInfo | str) -> TaskInfo | None:
-        """The record with ``task_id`` while it is kept; else None."""
-        if isinstance(task_id, TaskInfo):
-            task_id = task_id.id
-        return self._registry.get(str(task_id))
-
-    def get_tasks(self, tt: int | None = None) -> dict[str, TaskInfo]:
-        """Unfinished records (queued, delayed, running) by id, of type ``tt``
-        if given (atasker 0.7 returns a dict too)."""
-        return {
-            task.id: task
-            for task in self._registry.active()
-            if tt is None or task.tt == tt
-        }
-
-    def get_info(
-        self,
-        tt: int | bool | None = None,
-        aloops: bool = True,
-        schedulers: bool = True,
-        async_job_schedulers: bool = True,
-    ) -> types.SimpleNamespace:
-        """A snapshot of the supervisor's state: atasker 0.7's fields and more.
-
-        Args (atasker 0.7's): ``tt`` limits the task fields to TT_THREAD or
-        TT_MP; ``tt=False`` gives counts only. ``aloops``, ``schedulers``,
-        ``async_job_schedulers``: include those dicts.
-
-        Returns:
-            A namespace; see :func:`atasker.info.supervisor_info`.
-        """
-        return supervisor_info(self, tt, aloops, schedulers, async_job_schedulers)
-
     # ------------------------------------------------------------------
     # Callbacks from the timer, the pool and the records
     # ------------------------------------------------------------------
@@ -806,40 +653,6 @@ class TaskSupervisor(JobSchedulerRegistry):
         )
         if pool is None or not pool.submit(task):
             task.set_canceled()  # stopping: accepted, so it must end
-
-    def _run_thread_task(self, task: TaskInfo) -> None:
-        """Pool thread: report a long queue wait, then run the task."""
-        # time_queued is the submit time; a delay is not time spent queued.
-        waited = time.time() - task.time_queued - (task.delay or 0.0)
-        critical, warning = self.timeout_critical, self.timeout_warning
-        if critical is not None and waited > critical:
-            self._report_wait(
-                task, waited, logging.CRITICAL, self.timeout_critical_func
-            )
-        elif warning is not None and waited > warning:
-            self._report_wait(task, waited, logging.WARNING, self.timeout_warning_func)
-        task.run()
-
-    def _report_wait(
-        self,
-        task: TaskInfo,
-        waited: float,
-        level: int,
-        func: Callable[[TaskInfo], Any] | None,
-    ) -> None:
-        logger.log(
-            level,
-            "task %s (%s) started after %.3f s in the queue: "
-            "increase the pool size or reduce the load",
-            task.id,
-            task.name,
-            waited,
-        )
-        if func is not None:
-            try:
-                func(task)
-            except Exception:
-                logger.exception("timeout function %r failed", func)
 
     def _task_finished(self, task: TaskInfo, previous: int) -> None:
         """A record reached its final status (called under the record's lock:
@@ -871,64 +684,6 @@ class TaskSupervisor(JobSchedulerRegistry):
                     task.exception.__traceback__,
                 ),
             )
-
-
-def _reserve_rule(
-    current: tuple[int, int, int], new: tuple[int | None, int | None, int | None]
-) -> tuple[int, int, int]:
-    """``(pool_size, reserve_normal, reserve_high)``: ``new`` where given
-    (checked to be ints >= 0), else ``current``."""
-    names = ("pool_size", "reserve_normal", "reserve_high")
-    pool_size, reserve_normal, reserve_high = (
-        old if value is None else check_count(value, name)
-        for old, value, name in zip(current, new, names)
-    )
-    return pool_size, reserve_normal, reserve_high
-
-
-def _deadline(wait: Any, argument: str = "wait") -> float | None:
-    """``time.monotonic()`` deadline for ``stop(wait=...)``; None: no limit.
-
-    Raises:
-        TypeError, ValueError: not True, False or a number of seconds >= 0.
-    """
-    if wait is True or wait is None:
-        return None
-    if wait is False:
-        return time.monotonic()
-    seconds = check_timeout(wait, argument)
-    assert seconds is not None
-    return time.monotonic() + seconds
-
-
-def _check_args(args: Any) -> tuple[Any, ...]:
-    """The positional arguments of a task as a tuple.
-
-    Raises:
-        TypeError: not a tuple or a list.
-    """
-    if isinstance(args, tuple):
-        return args
-    if isinstance(args, list):
-        return tuple(args)
-    raise TypeError(
-        f"args must be a tuple (or list) of positional arguments; got {args!r}"
-    )
-
-
-def _check_kwargs(kwargs: Any) -> dict[str, Any]:
-    """The keyword arguments of a task as a new dict (None: none).
-
-    Raises:
-        TypeError: not a mapping with string keys.
-    """
-    if kwargs is None:
-        return {}
-    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
-        raise TypeError(
-            f"kwargs must be a dict of keyword arguments (str keys); got {kwargs!r}"
-        )
-    return dict(kwargs)
 
 
 # The default supervisor: created at import, starts nothing until start().
