@@ -75,6 +75,8 @@ class ALoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Seconds the thread gives its executor at the end; None: no limit.
+        self._grace: float | None = None
 
     def __repr__(self) -> str:
         return f"<ALoop {self.name!r} active={self.active}>"
@@ -120,11 +122,23 @@ class ALoop:
     def _run(self, ready: concurrent.futures.Future[asyncio.AbstractEventLoop]) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
+        # Named for the aloop, so run_in_executor code is known as ours (a
+        # stop from there must not wait for itself).
+        loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(
+                thread_name_prefix=f"{self.thread_name}_executor"
+            )
+        )
         loop.call_soon(ready.set_result, loop)
         try:
             loop.run_forever()
             loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
+            # A bounded stop does not wait for ever for a blocked executor job.
+            loop.run_until_complete(
+                asyncio.wait_for(loop.shutdown_default_executor(), self._grace)
+            )
+        except asyncio.TimeoutError:
+            logger.warning("aloop %s: an executor job outlived the stop", self.name)
         finally:
             asyncio.set_event_loop(None)
             loop.close()
@@ -196,29 +210,28 @@ class ALoop:
 
     def _stop(self, deadline: float | None, cancel: bool) -> None:
         """Stop by ``deadline`` (``time.monotonic()``; None: no limit)."""
+        _join_stopped([self._begin_stop(deadline, cancel)], deadline)
+
+    def _begin_stop(
+        self, deadline: float | None, cancel: bool
+    ) -> tuple[ALoop, threading.Thread | None]:
+        """Ask the loop to drain and stop; return the thread to join (None:
+        nothing to join, or the caller's own thread)."""
         with self._lock:
             loop, thread = self._loop, self._thread
             if loop is None or thread is None:
-                return
+                return self, None
             self._loop = self._thread = None
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self._grace = None if deadline is None else STOP_GRACE
         drain = _drain_and_stop(remaining, cancel)
         try:
             asyncio.run_coroutine_threadsafe(drain, loop)
         except RuntimeError:  # the loop is closed: its thread is ending
             drain.close()
         if threading.current_thread() is thread:
-            return
-        if deadline is None:
-            thread.join()
-            return
-        thread.join(max(0.0, deadline - time.monotonic()) + 2 * STOP_GRACE)
-        if thread.is_alive():
-            logger.warning(
-                "aloop %s: its thread did not end in time (a task ignores "
-                "cancellation, or blocks the loop)",
-                self.name,
-            )
+            return self, None
+        return self, thread
 
     def _reset_after_fork(self) -> None:
         """In a forked child the loop's thread does not exist: forget it."""
@@ -326,10 +339,13 @@ class AloopRegistry:
             return dict(self._aloops)
 
     def _stop_aloops(self, deadline: float | None, cancel_tasks: bool) -> None:
-        """Stop every aloop by ``deadline``; the supervisor's own last, with
-        its tasks (worker drivers still waiting) cancelled."""
-        for aloop in self.get_aloops().values():
-            aloop._stop(deadline, cancel_tasks)
+        """Stop every aloop by ``deadline``, all at once; the supervisor's own
+        after them, with its tasks (worker drivers still waiting) cancelled."""
+        stopping = [
+            aloop._begin_stop(deadline, cancel_tasks)
+            for aloop in self.get_aloops().values()
+        ]
+        _join_stopped(stopping, deadline)
         if self._own_aloop is not None:
             self._own_aloop._stop(deadline, True)
 
@@ -368,6 +384,25 @@ class AloopRegistry:
         raise TypeError(
             f"loop must be an aloop name, an ALoop or an asyncio loop; got {loop!r}"
         )
+
+
+def _join_stopped(
+    stopping: list[tuple[ALoop, threading.Thread | None]], deadline: float | None
+) -> None:
+    """Join the threads of stopping aloops against one shared deadline."""
+    for aloop, thread in stopping:
+        if thread is None:
+            continue
+        if deadline is None:
+            thread.join()
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()) + 2 * STOP_GRACE)
+        if thread.is_alive():
+            logger.warning(
+                "aloop %s: its thread did not end in time (a task ignores "
+                "cancellation, or blocks the loop)",
+                aloop.name,
+            )
 
 
 def _given(coro: Coroutine[Any, Any, Any]) -> Coroutine[Any, Any, Any]:

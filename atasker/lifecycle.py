@@ -9,16 +9,21 @@
 - ``start()`` during STOPPING waits until STOPPED, then starts fresh.
 - ``stop()`` during STOPPING joins the stop under way and returns when it is
   done; it may only make it more urgent (an earlier deadline, cancel_tasks).
-- The stop runs in the thread of the ``stop()`` that began it, when that
-  thread can wait for it. Two kinds of caller cannot:
+- The stop runs on a thread of its own (``supervisor_<id>_stop``); a
+  ``stop()`` caller only waits for it, within its own bound. So a Ctrl-C
+  interrupts the wait, never the stop, and user code that the stop runs
+  (workers' stop hooks, done callbacks of canceled tasks) can call
+  ``stop()`` again without waiting for itself. Two kinds of caller do not
+  wait at all:
 
-  * a thread the supervisor owns (a pool thread, a callback thread, an aloop):
-    the stop waits for running tasks, and the caller is one of them;
+  * a thread the supervisor owns (a pool thread, a callback thread, an aloop
+    or its executor): the stop waits for running tasks, and the caller is
+    one of them;
   * a signal handler that interrupted atasker code in the main thread: that
-    code may hold a lock the stop needs.
+    code may hold a lock the stop needs, so not even the transition happens
+    in that thread.
 
-  For them the stop goes to a thread of its own and ``stop()`` returns at
-  once; ``block()`` returns when the stop is done.
+  ``block()`` returns when the stop is done.
 
 At interpreter exit a started supervisor is stopped (as concurrent.futures
 does), before the interpreter joins its non-daemon threads, so an aloop
@@ -29,6 +34,7 @@ started again.
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401 - see _register_exit below
 import logging
 import os
 import sys
@@ -49,6 +55,16 @@ STOPPED = "stopped"
 STOP_GRACE = 1.0
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# Modules that only call user code and hold none of our locks meanwhile:
+# their frames below a stop() do not mean a signal handler interrupted us.
+_WRAPPERS = frozenset(
+    os.path.join(_PACKAGE_DIR, name)
+    for name in ("api.py", "collections.py", "locker.py", "local.py")
+)
+
+# The threads a supervisor names supervisor_<id>_<kind>...
+_THREAD_KINDS = ("pool_", "timer", "aloop_", "mp_", "stop", "callbacks")
 
 
 class StopRequest:
@@ -134,8 +150,13 @@ class Lifecycle:
         return f"<Lifecycle {self.name!r} {self.state}>"
 
     def owns_current_thread(self) -> bool:
-        """True in a thread of the supervisor (every one is named for it)."""
-        return threading.current_thread().name.startswith(self._thread_prefix)
+        """True in a thread of the supervisor (every one is named for it:
+        ``supervisor_<id>_<kind>``, so supervisor ``x`` does not take the
+        threads of supervisor ``x_y`` for its own)."""
+        name = threading.current_thread().name
+        if not name.startswith(self._thread_prefix):
+            return False
+        return name[len(self._thread_prefix) :].startswith(_THREAD_KINDS)
 
     def start(self, do_start: Callable[[], None]) -> bool:
         """Run ``do_start()`` and enter RUNNING; False if already running.
@@ -192,15 +213,17 @@ class Lifecycle:
                 return False
         if begun:
             logger.info("supervisor %s stopping", self.name)
-            if can_wait:
+            stopper = threading.Thread(
+                target=self._run_stop,
+                args=(request, do_stop),
+                name=f"{self._thread_prefix}stop",
+                daemon=True,
+            )
+            try:
+                stopper.start()
+            except RuntimeError:  # no thread to be had: stop here, or never
+                logger.warning("supervisor %s: stopping in the caller", self.name)
                 self._run_stop(request, do_stop)
-            else:
-                threading.Thread(
-                    target=self._run_stop,
-                    args=(request, do_stop),
-                    name=f"{self._thread_prefix}stop",
-                    daemon=True,
-                ).start()
         else:
             logger.debug("supervisor %s: stop() joins the stop under way", self.name)
             request.hurry(deadline, cancel_tasks)
@@ -216,7 +239,7 @@ class Lifecycle:
     ) -> None:
         try:
             do_stop(request)
-        except Exception:
+        except BaseException:  # user code may run here: it must not stop us
             logger.exception("supervisor %s: error while stopping", self.name)
         finally:
             with self._lock:
@@ -259,7 +282,8 @@ def interrupts_atasker_code() -> bool:
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back  # type: ignore[assignment]
     while frame is not None:
-        if frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        filename = frame.f_code.co_filename
+        if filename.startswith(_PACKAGE_DIR) and filename not in _WRAPPERS:
             return True
         frame = frame.f_back  # type: ignore[assignment]
     return False
@@ -289,7 +313,9 @@ def _reset_all_after_fork() -> None:
 
 # threading's own exit hooks run before the interpreter joins non-daemon
 # threads (concurrent.futures uses the same hook); atexit would run after,
-# too late for a non-daemon aloop.
+# too late for a non-daemon aloop. They run last registered first: importing
+# concurrent.futures.thread above registers its hook before ours, so ours
+# runs while coroutines being drained can still use run_in_executor.
 _register_exit = getattr(threading, "_register_atexit", None)
 if _register_exit is not None:
     _register_exit(_stop_all_at_exit)

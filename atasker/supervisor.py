@@ -395,12 +395,14 @@ class TaskSupervisor(
         with self._state_lock:
             pool, timer, mp_pool = self._pool, self._timer, self._mp_pool
         assert pool is not None and timer is not None
+        # Before the pools close: a cancel_tasks from a later stop() then
+        # finds them, whenever it comes.
+        request.on_hurry(lambda: self._hurry(request, pool, mp_pool))
         dropped = [*timer.stop(), *pool.close(request.cancel_tasks)]
         if mp_pool is not None:
             dropped += mp_pool.close(request.cancel_tasks)
         for task in dropped:
             task.set_canceled()
-        request.on_hurry(lambda: self._hurry(request, pool, mp_pool))
         # Workers left running (stop_schedulers=False) end before their loops.
         self._stop_schedulers(request.deadline())
         # Coroutines may await thread or process tasks, which still run.
@@ -642,17 +644,27 @@ class TaskSupervisor(
         """Timer thread: a delayed task is due."""
         if not task.set_queued():
             return  # canceled meanwhile
+        # The timer's thread must not run user code: done callbacks of a task
+        # that ends here run on a thread of their own (this is rare).
         if task.tt == TT_COROUTINE:
             try:
                 self._start_coroutine(task)
             except RuntimeError as exc:
-                task.set_exception(exc)
+                task.set_exception(exc, defer=self._run_user_code)
             return
         pool: ThreadPool | ProcessPool | None = (
             self._mp_pool if task.tt == TT_MP else self._pool
         )
         if pool is None or not pool.submit(task):
-            task.set_canceled()  # stopping: accepted, so it must end
+            # Stopping: accepted, so it must end.
+            task.set_canceled(defer=self._run_user_code)
+
+    def _run_user_code(self, notify: Callable[[], None]) -> None:
+        """Run a record's callbacks (they catch what they raise) off the
+        calling internal thread."""
+        threading.Thread(
+            target=notify, name=f"supervisor_{self.id}_callbacks", daemon=True
+        ).start()
 
     def _task_finished(self, task: TaskInfo, previous: int) -> None:
         """A record reached its final status (called under the record's lock:

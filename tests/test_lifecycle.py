@@ -5,6 +5,7 @@ stops, interpreter exit, fork."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import select
@@ -22,7 +23,10 @@ from conftest import WAIT, Gate, supervisor_threads
 from atasker import (
     TASK_STATUS_CANCELED,
     TASK_STATUS_COMPLETED,
+    TT_COROUTINE,
     TT_MP,
+    FunctionCollection,
+    Locker,
     TaskSupervisor,
     background_task,
     background_worker,
@@ -465,3 +469,178 @@ def test_fork_leaves_the_child_a_stopped_supervisor_it_can_start() -> None:
         timeout=30,
     )
     assert result.stdout.strip() == "ok", result.stderr
+
+
+# ----------------------------------------------------------------------
+# Found in review: stops from more places, and bounds
+# ----------------------------------------------------------------------
+
+
+def test_stop_from_an_aloop_executor_thread(make_supervisor) -> None:
+    sup = make_supervisor()
+    sup.start()
+    sup.create_aloop("jobs", default=True, daemon=True)
+    sup.create_async_job_scheduler("js", default=True)
+    names: list[str] = []
+
+    def job() -> None:  # a plain function runs in the loop's executor
+        names.append(threading.current_thread().name)
+        sup.stop(wait=True)
+
+    sup.create_async_job(target=job, number=1, interval=0.01)
+    _stopped_and_restartable(sup)
+    assert names[0].startswith(f"supervisor_{sup.id}_aloop_jobs_executor")
+
+
+def test_stop_from_a_done_callback_that_a_stop_runs(make_supervisor) -> None:
+    sup = _single_slot(make_supervisor)
+    delayed = background_task(abs, delay=3600, supervisor=sup)(-1)
+    delayed.add_done_callback(lambda record: sup.stop(wait=True))
+    sup.stop(wait=WAIT)  # cancels the delayed task: its callback stops again
+    assert delayed.cancelled()
+    _stopped_and_restartable(sup)
+
+
+def test_ctrl_c_during_stop_interrupts_the_wait_not_the_stop() -> None:
+    result = _run_script(
+        """
+        import os, signal, threading
+        import mptasks
+        from atasker import TaskSupervisor, background_task, TT_MP
+
+        def interrupt(*args):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGUSR1, interrupt)
+        sup = TaskSupervisor(supervisor_id="kb")
+        sup.create_mp_pool(processes=1)
+        sup.start()
+        assert background_task(mptasks.add, tt=TT_MP, supervisor=sup)(1, 2).get(30) == 3
+        gate = threading.Event()
+        background_task(gate.wait, supervisor=sup)(30)
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+        try:
+            sup.stop(wait=True)
+        except KeyboardInterrupt:
+            print("interrupted")
+        gate.set()
+        sup.block()
+        left = [t for t in threading.enumerate() if t.name.startswith("supervisor_kb")]
+        for t in left:
+            t.join(10)
+        assert sup.get_info().mp_pids == [], sup.get_info().mp_pids
+        sup.start()
+        assert background_task(mptasks.add, tt=TT_MP, supervisor=sup)(2, 2).get(30) == 4
+        sup.stop()
+        print("ok")
+        """
+    )
+    assert result.stdout.split() == ["interrupted", "ok"], result.stderr
+
+
+def test_exit_drains_a_coroutine_that_uses_the_executor() -> None:
+    result = _run_script(
+        """
+        import asyncio, threading
+        from atasker import TaskSupervisor, TT_COROUTINE
+
+        sup = TaskSupervisor(supervisor_id="exe")
+        sup.start()
+        sup.create_aloop("a", default=True)
+        first = threading.Event()
+
+        async def co():
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, first.set)
+            await asyncio.sleep(0.2)
+            await loop.run_in_executor(None, print, "second call ran")
+
+        sup.submit(co, (), {}, tt=TT_COROUTINE)
+        first.wait(10)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "second call ran", result.stderr
+
+
+def test_aloops_stop_together_within_the_deadline(make_supervisor) -> None:
+    sup = make_supervisor()
+    sup.start()
+    release = threading.Event()
+
+    async def stubborn():
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # ignores cancel
+                await asyncio.sleep(30)
+
+    for name in ("a", "b", "c"):
+        aloop = sup.create_aloop(name, daemon=True)
+        aloop.background_task(stubborn())
+    started = time.monotonic()
+    sup.stop(wait=0.2)
+    elapsed = time.monotonic() - started
+    release.set()
+    # One shared deadline plus one grace, not one per aloop.
+    assert elapsed < 0.2 + 3 * 1.0, elapsed
+
+
+def test_timer_thread_runs_no_user_code(make_supervisor) -> None:
+    sup = make_supervisor()
+    sup.start()
+    aloop = sup.create_aloop("a", default=True, daemon=True)
+
+    async def nothing():
+        return 1
+
+    ran = threading.Event()
+    names: list[str] = []
+    task = sup.submit(nothing, (), {}, tt=TT_COROUTINE, delay=0.05)
+    task.add_done_callback(
+        lambda record: (names.append(threading.current_thread().name), ran.set())
+    )
+    aloop.stop()  # the task fails when due: its loop is gone
+    assert ran.wait(WAIT)
+    assert task.exception is not None
+    assert not names[0].startswith(f"supervisor_{sup.id}_timer"), names
+    _alive(sup)
+
+
+def test_stop_inside_a_locker_or_collection_waits(make_supervisor, gate: Gate) -> None:
+    sup = _single_slot(make_supervisor)
+    blocker = background_task(gate.block, supervisor=sup)()
+    gate.wait_started()
+    statuses: list[int] = []
+    lock = Locker(mod="test", timeout=WAIT)
+
+    @lock
+    def shutdown() -> None:
+        threading.Timer(0.05, gate.release.set).start()
+        sup.stop(wait=True)
+        statuses.append(blocker.status)
+
+    collection = FunctionCollection()
+    collection.append(shutdown)
+    # In the main thread, below atasker code that only calls user code.
+    runner = threading.main_thread() is threading.current_thread()
+    collection.run()
+    assert runner
+    assert statuses == [TASK_STATUS_COMPLETED]
+
+
+def test_a_supervisor_does_not_own_the_threads_of_one_whose_id_it_prefixes(
+    make_supervisor, gate: Gate
+) -> None:
+    short = _single_slot(make_supervisor, supervisor_id="pfx")
+    longer = _single_slot(make_supervisor, supervisor_id="pfx_y")
+    blocker = background_task(gate.block, supervisor=short)()
+    gate.wait_started()
+    seen: list[int] = []
+
+    def stop_short() -> None:
+        threading.Timer(0.05, gate.release.set).start()
+        short.stop(wait=True)  # from a pool thread of pfx_y: may wait
+        seen.append(blocker.status)
+
+    assert background_task(stop_short, supervisor=longer)().wait(WAIT)
+    assert seen == [TASK_STATUS_COMPLETED]
+    assert not short.active
