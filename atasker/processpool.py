@@ -1,74 +1,105 @@
-"""Worker processes of our own, fed one task at a time from an exact-priority heap.
+"""Worker processes of our own, fed one task at a time from an exact-priority queue.
 
 ::
 
-    submit ──> Admission (ready heap + reserve rule) ──> wake-up pipe
-                                                           │
+    submit ──> Admission (ready queue + reserve rule) ──> wake-up pipe
+                                                            │
     manager thread: multiprocessing.connection.wait() on, at once,
-        each worker's pipe       result  ──> record final, worker idle, slot freed
-        each process sentinel    died    ──> its task fails with WorkerLostError,
-                                             the worker is replaced
-        the wake-up pipe         new work, a cancel, stop
-        timeout = nearest time limit    ──> kill, TaskTimeoutError, replace
-    then it hands admissible tasks to idle workers, one each.
+        each worker's connection  READY  ──> the worker is idle
+                                  result ──> record final, worker idle, slot freed
+        each worker's sentinel    died   ──> its task fails (WorkerLostError)
+        the wake-up pipe          new work, a cancel, stop
+        timeout = nearest time limit, start deadline or start retry
+    then it starts missing workers and hands admissible tasks to idle ones.
+
+Nothing here waits for a worker to be ready: ``start()`` only starts the
+manager, which launches the workers; tasks go to workers as they say READY.
+A worker that fails to start (launch refused, initializer raised, died or
+hung while starting) is retried after a growing pause; after
+``MAX_START_FAILURES`` failures in a row with no worker alive the pool is
+*broken*: every queued and every new task fails with ProcessPoolBrokenError
+(``__cause__``: the last start error).
 
 A worker is sent a task only when it is idle, so no task waits in a pipe: the
-heap decides every start, and a queued task stays cancellable. Whatever
-happens to a worker process, its one task gets a final status and its slot
-is freed. Callbacks run in a thread of their own, never in the manager.
+queue decides every start and a queued task stays cancellable. Whatever
+happens to a worker, its one task gets a final status and its slot is freed.
+The manager runs no user code: user callbacks, and results whose classes live
+in user modules, go to threads of their own (mpthreads). An error the
+manager does not expect breaks the pool, failing every task it held.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import logging
 import os
 import pickle
-import queue
 import threading
 import time
-from collections.abc import Callable
-from multiprocessing.connection import Connection, wait
-from multiprocessing.context import BaseContext
-from multiprocessing.process import BaseProcess
+import weakref
+from multiprocessing.connection import wait
 from typing import Any
 
 from .admission import AdmittingPool
 from .constants import TASK_CRITICAL
-from .errors import ProcessPoolStartError, TaskTimeoutError, WorkerLostError
-from .mpworker import READY, RemoteTraceback, worker_main
+from .errors import (
+    ProcessPoolBrokenError,
+    ProcessPoolStartError,
+    TaskTimeoutError,
+    WorkerLostError,
+)
+from .mpcodec import INIT_FAILED, READY, NeedsUserCode, RemoteTraceback, decode_outcome
+from .mpcodec import accepts_task_id as accepts_task_id  # the supervisor's import
+from .mpcodec import pickle_payload as pickle_payload  # the supervisor's import
+from .mplaunch import (
+    Launcher,
+    WorkerProcess,
+    close_connection,
+    keep_from_children,
+    on_fork_in_child,
+    release_fd,
+)
+from .mplaunch import default_context as default_context  # the benchmark's import
+from .mplaunch import resolve_context as resolve_context  # the supervisor's import
+from .mpthreads import UserCodeThread
 from .task import TaskInfo
 
 logger = logging.getLogger("atasker")
 
 # Seconds a new worker may take to start and run its initializer.
 START_TIMEOUT = 60.0
-# Seconds an ending worker gets after its pipe is closed, then after SIGTERM,
-# before it is killed.
+# Workers starting at the same time: half the CPUs. A starting interpreter
+# takes a CPU for ~150 ms; thirty at once on two CPUs starve the parent's own
+# threads (timers, loops) for seconds, and the first workers become ready
+# later than when they start a few at a time.
+MAX_STARTING = max(1, (os.cpu_count() or 1) // 2)
+# Start failures in a row, with no worker alive, that break the pool.
+MAX_START_FAILURES = 3
+# Pause before retrying a failed start: RETRY_BASE * 2**(failures - 1), at
+# most RETRY_MAX. Short enough that a transient refusal (EAGAIN) heals fast,
+# growing so that a worker that always fails does not spin.
+RETRY_BASE = 0.05
+RETRY_MAX = 5.0
+# Seconds idle workers get to exit after EOF at shutdown before they are
+# killed (a busy worker whose task will not finish is killed at once).
 STOP_GRACE = 1.0
+
+STARTING, IDLE, BUSY, GONE = "starting", "idle", "busy", "gone"
+
+_live_pools: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
 
 
 class _Worker:
-    __slots__ = (
-        "conn",
-        "deadline",
-        "lost",
-        "process",
-        "ready",
-        "task",
-        "tasks_done",
-        "temporary",
-    )
+    __slots__ = ("deadline", "process", "state", "task", "tasks_done", "temporary")
 
-    def __init__(self, process: BaseProcess, conn: Connection, temporary: bool) -> None:
+    def __init__(self, process: WorkerProcess, temporary: bool) -> None:
         self.process = process
-        self.conn = conn
         self.temporary = temporary  # started for a CRITICAL task, leaves after it
-        self.ready = False
-        self.lost = False
+        self.state = STARTING
         self.task: TaskInfo | None = None
-        self.deadline: float | None = None
+        self.deadline: float | None = time.monotonic() + START_TIMEOUT
         self.tasks_done = 0
 
 
@@ -76,21 +107,18 @@ class ProcessPool(AdmittingPool):
     """See the module docstring.
 
     Args:
-        name_prefix: process names are ``<name_prefix><n>``; the manager
-            thread is ``<name_prefix>manager``.
-        context: the multiprocessing context that starts the processes.
+        name_prefix: names of the worker processes and of the pool's threads.
+        launcher: starts the worker processes (mplaunch).
         processes: worker processes kept running.
-        initializer, initargs: called in each worker before its first task.
         max_tasks_per_child: replace a worker after this many tasks.
+        pool_size, reserve_normal, reserve_high: the reserve rule.
     """
 
     def __init__(
         self,
         name_prefix: str,
-        context: BaseContext,
+        launcher: Launcher,
         processes: int,
-        initializer: Callable[..., Any] | None,
-        initargs: tuple[Any, ...],
         max_tasks_per_child: int | None,
         pool_size: int,
         reserve_normal: int,
@@ -98,92 +126,37 @@ class ProcessPool(AdmittingPool):
     ) -> None:
         super().__init__(pool_size, reserve_normal, reserve_high)
         self._name_prefix = name_prefix
-        self._context = context
+        self._launcher = launcher
         self.processes = processes
-        self._initializer = initializer
-        self._initargs = initargs
         self._max_tasks = max_tasks_per_child
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
+        self._retiring: list[WorkerProcess] = []  # told to exit, not yet joined
         self._kill: list[tuple[_Worker, TaskInfo]] = []
-        self._retiring: list[BaseProcess] = []  # told to exit, not yet joined
         self._numbers = itertools.count(1)
-        self._ended = False
+        self._ending = False  # shutdown began: no new worker, no loss reported
+        self._ended = False  # the manager must return
+        self._forked = False  # this is a copy made by os.fork()
         self._starting_extra = False
         self._wakeup_pending = False
+        self._failures = 0
+        self._retry_at = 0.0
+        self._broken: ProcessPoolBrokenError | None = None
+        self._break_cause: BaseException | None = None
         self._wakeup_r, self._wakeup_w = os.pipe()
-        self._callbacks: queue.SimpleQueue[Callable[[], None] | None] = (
-            queue.SimpleQueue()
-        )
+        keep_from_children(self._wakeup_r, self._wakeup_w)
+        self._callbacks = UserCodeThread(f"{name_prefix}callbacks")
+        self._decoder = UserCodeThread(f"{name_prefix}decoder")
         self._manager: threading.Thread | None = None
-        self._callback_thread: threading.Thread | None = None
-
-    # ------------------------------------------------------------------
-    # Start and configuration
-    # ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker processes and wait until each is ready.
-
-        Raises:
-            ProcessPoolStartError: a worker's initializer raised or it died.
-        """
-        workers = [self._spawn(temporary=False) for _ in range(self.processes)]
-        try:
-            for worker in workers:
-                self._await_ready(worker)
-        except BaseException:
-            self._end_processes(workers)
-            os.close(self._wakeup_r)
-            os.close(self._wakeup_w)
-            raise
-        self._workers = workers
-        self._idle = list(workers)
+        """Start the manager thread, which starts the workers; never waits."""
         self._manager = threading.Thread(
             target=self._manage, name=f"{self._name_prefix}manager", daemon=True
         )
-        self._callback_thread = threading.Thread(
-            target=self._run_callbacks,
-            name=f"{self._name_prefix}callbacks",
-            daemon=True,
-        )
         self._manager.start()
-        self._callback_thread.start()
-
-    def _spawn(self, temporary: bool) -> _Worker:
-        parent_conn, child_conn = self._context.Pipe()
-        process = self._context.Process(  # type: ignore[attr-defined]
-            target=worker_main,
-            args=(child_conn, self._initializer, self._initargs),
-            name=f"{self._name_prefix}{next(self._numbers)}",
-            daemon=True,
-        )
-        process.start()
-        child_conn.close()
-        return _Worker(process, parent_conn, temporary)
-
-    def _await_ready(self, worker: _Worker) -> None:
-        ready = wait([worker.conn, worker.process.sentinel], START_TIMEOUT)
-        message = None
-        if worker.conn in ready:
-            try:
-                message = worker.conn.recv_bytes()
-            except (EOFError, OSError):
-                message = None
-        if message == READY:
-            worker.ready = True
-            return
-        if message is not None:
-            _, text = pickle.loads(message)
-            raise ProcessPoolStartError(
-                f"the process pool's initializer {self._initializer!r} failed "
-                f"in worker process {worker.process.pid}:\n{text}"
-            )
-        worker.process.join(STOP_GRACE)
-        raise ProcessPoolStartError(
-            f"worker process {worker.process.pid} did not start "
-            f"(exit code {worker.process.exitcode})"
-        )
+        _live_pools.add(self)
+        on_fork_in_child(self)
 
     def configure(self, pool_size: int, reserve_normal: int, reserve_high: int) -> None:
         """Change the reserve rule while running."""
@@ -191,27 +164,52 @@ class ProcessPool(AdmittingPool):
             self._admission.configure(pool_size, reserve_normal, reserve_high)
         self._wake()
 
-    # ------------------------------------------------------------------
-    # State
-    # ------------------------------------------------------------------
+    @property
+    def broken(self) -> ProcessPoolBrokenError | None:
+        """The error every task gets if the pool is broken, else None."""
+        return self._broken
+
+    def wait_workers(self, count: int, timeout: float | None = None) -> bool:
+        """Wait until ``count`` workers have started (are idle or busy).
+
+        Returns:
+            True if they have, False if ``timeout`` seconds passed first or
+            the pool broke.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while sum(1 for w in self._workers if w.state in (IDLE, BUSY)) < count:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                timed_out = remaining is not None and remaining <= 0
+                if self._broken is not None or timed_out:
+                    return False
+                self._drained.wait(remaining)
+            return True
 
     def pids(self) -> list[int]:
-        """Process ids of the workers."""
+        """Process ids of the workers (starting ones included)."""
         with self._lock:
-            return [w.process.pid for w in self._workers if w.process.pid is not None]
+            return [w.process.pid for w in self._workers]
 
     # ------------------------------------------------------------------
     # Submit and cancel (any thread)
     # ------------------------------------------------------------------
 
     def submit(self, task: TaskInfo) -> bool:
-        """Queue ``task`` (its payload already pickled); False if closed."""
+        """Queue ``task`` (its payload already pickled); False if closed.
+
+        A broken pool accepts the task and fails it at once.
+        """
         with self._lock:
             if not self._accepting:
                 return False
-            self._admission.push(task)
-            wake = not self._wakeup_pending
-            self._wakeup_pending = True
+            if self._broken is None:
+                self._admission.push(task)
+                wake = not self._wakeup_pending
+                self._wakeup_pending = True
+        if self._broken is not None:
+            task.set_exception(self._broken_error(), defer=self._callbacks.put)
+            return True
         if wake:
             self._wake()
         return True
@@ -223,13 +221,11 @@ class ProcessPool(AdmittingPool):
             True if the task is now canceled.
         """
         with self._lock:
-            running = any(w.task is task for w in self._workers)
-        if not running or not task.set_canceled(defer=self._callbacks.put):
+            workers = [w for w in self._workers if w.task is task]
+        if not workers or not task.set_canceled(defer=self._callbacks.put):
             return task.cancelled()
         with self._lock:
-            for worker in self._workers:
-                if worker.task is task:
-                    self._kill.append((worker, task))
+            self._kill += [(worker, task) for worker in workers]
         self._wake()
         return True
 
@@ -245,64 +241,66 @@ class ProcessPool(AdmittingPool):
         try:
             while self._step():
                 pass
-        except BaseException:
-            logger.exception("process pool manager failed")
-            raise
+        except BaseException as exc:
+            logger.exception("the process pool's manager failed; the pool is broken")
+            self._break(exc)
 
     def _step(self) -> bool:
-        """One round: start tasks, wait for an event, handle it."""
+        """One round: start workers and tasks, wait for an event, handle it."""
         with self._lock:
             if self._ended:
                 return False
             self._wakeup_pending = False
             starts = self._assign_locked()
             kills, self._kill = self._kill, []
-            need_extra = self._needs_extra_locked()
         for worker, task in starts:
             self._send(worker, task)
         for worker, task in kills:
-            if worker.task is task and not worker.lost:
+            if worker.task is task and worker.state != GONE:
                 self._lose(worker, None)
-        if need_extra:
-            self._add_worker(temporary=True)
-        # Take the wait set after the actions above: a worker they started
-        # must be in it (its wake-up byte may already be drained).
+        # After the sends and kills above: a worker they lost is replaced now.
+        with self._lock:
+            launches = self._launches_locked()
+        for temporary in launches:
+            self._launch(temporary)
         with self._lock:
             workers = list(self._workers)
             retiring = list(self._retiring)
         objects: list[Any] = [self._wakeup_r]
-        deadlines = []
+        for process in retiring:
+            objects += process.sentinels
+        times = [self._retry_at] if self._retry_at else []
         for worker in workers:
-            if worker.lost:
-                continue
-            objects.append(worker.conn)
-            objects.append(worker.process.sentinel)
+            objects.append(worker.process.conn)
+            objects += worker.process.sentinels
             if worker.deadline is not None:
-                deadlines.append(worker.deadline)
-        objects += [process.sentinel for process in retiring]
-        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+                times.append(worker.deadline)
+        timeout = max(0.0, min(times) - time.monotonic()) if times else None
         ready = set(wait(objects, timeout))
         if self._wakeup_r in ready:
             os.read(self._wakeup_r, 4096)
         for process in retiring:
-            if process.sentinel in ready:
+            if process.exitcode() is not None or any(
+                s in ready for s in process.sentinels
+            ):
                 process.join()
-                self._retiring.remove(process)
-        # Results before deaths: a worker may answer and then exit.
+                process.close()
+                with self._lock:
+                    self._retiring.remove(process)
+        # Answers before deaths: a worker may answer and then exit.
         for worker in workers:
-            if worker.conn in ready and not worker.lost:
+            if worker.process.conn in ready and worker.state != GONE:
                 self._receive(worker)
-        for worker in workers:
-            if worker.process.sentinel in ready and not worker.lost:
-                self._lose(worker, "died")
         now = time.monotonic()
         for worker in workers:
-            if (
-                worker.deadline is not None
-                and worker.deadline <= now
-                and not worker.lost
-            ):
-                self._lose(worker, "time limit")
+            if worker.state == GONE:
+                continue
+            if any(s in ready for s in worker.process.sentinels):
+                self._lose(worker, "died")
+            elif worker.deadline is not None and worker.deadline <= now:
+                self._lose(worker, "time limit" if worker.task else "start timeout")
+        if self._retry_at and self._retry_at <= now:
+            self._retry_at = 0.0
         return True
 
     def _assign_locked(self) -> list[tuple[_Worker, TaskInfo]]:
@@ -312,64 +310,146 @@ class ProcessPool(AdmittingPool):
             if task is None:
                 break
             worker = self._idle.pop()
+            worker.state = BUSY
             worker.task = task
             if task.time_limit is not None:
                 worker.deadline = time.monotonic() + task.time_limit
             starts.append((worker, task))
         return starts
 
-    def _needs_extra_locked(self) -> bool:
-        # CRITICAL tasks always start at once: with no idle worker, start a
-        # temporary one (one at a time; it leaves after its task).
-        if self._idle or self._starting_extra or not self._accepting:
-            return False
+    def _launches_locked(self) -> list[bool]:
+        """Workers to start now: missing ones, and a temporary one for a
+        CRITICAL task that finds no idle worker (one at a time)."""
+        if self._ending or self._broken is not None or self._retry_at:
+            return []
+        kept = sum(1 for w in self._workers if not w.temporary)
+        starting = sum(1 for w in self._workers if w.state == STARTING)
+        # At most MAX_STARTING at a time (see there); tasks go to the first
+        # ready ones.
+        launches = [False] * min(self.processes - kept, MAX_STARTING - starting)
         head = self._admission.admissible()
-        if head is None or head.priority != TASK_CRITICAL:
-            return False
-        self._starting_extra = True
-        return True
+        if (
+            not self._idle
+            and not self._starting_extra
+            and head is not None
+            and head.priority == TASK_CRITICAL
+        ):
+            self._starting_extra = True
+            launches.append(True)
+        return launches
+
+    def _launch(self, temporary: bool) -> None:
+        try:
+            process = self._launcher.launch(f"{self._name_prefix}{next(self._numbers)}")
+        except Exception as exc:
+            if temporary:
+                self._starting_extra = False
+            error = ProcessPoolStartError(f"cannot start a worker process: {exc!r}")
+            error.__cause__ = exc
+            self._start_failed(error)
+            return
+        with self._lock:
+            self._workers.append(_Worker(process, temporary))
+
+    def _start_failed(self, error: ProcessPoolStartError) -> None:
+        with self._lock:
+            self._failures += 1
+            alive = any(w.state in (IDLE, BUSY) for w in self._workers)
+            broken = not alive and self._failures >= MAX_START_FAILURES
+            if not broken:
+                pause = min(RETRY_MAX, RETRY_BASE * 2 ** (self._failures - 1))
+                self._retry_at = time.monotonic() + pause
+        logger.error("%s (failure %s in a row)", error, self._failures)
+        if broken:
+            self._break(error)
+
+    def _break(self, cause: BaseException) -> None:
+        """No worker can start: fail every task held, and every later one."""
+        with self._lock:
+            self._break_cause = cause
+            self._broken = self._broken_error()
+            dropped = self._admission.drain()
+            workers = list(self._workers)
+            self._drained.notify_all()
+        for worker in workers:
+            self._lose(worker, "broken")
+        for task in dropped:
+            task.set_exception(self._broken_error(), defer=self._callbacks.put)
+
+    def _broken_error(self) -> ProcessPoolBrokenError:
+        error = ProcessPoolBrokenError(
+            f"the process pool is broken: {self._break_cause}; "
+            "create_mp_pool() makes a new one"
+        )
+        error.__cause__ = self._break_cause
+        return error
 
     def _send(self, worker: _Worker, task: TaskInfo) -> None:
+        # The handle first: a cancel that sees the task STARTED finds its pool.
+        task.handle = self
         if not task.set_started():  # canceled since it was admitted
+            task.handle = None
             self._return_worker(worker)
             return
         try:
-            worker.conn.send_bytes(task.payload or b"")
+            worker.process.conn.send_bytes(task.payload or b"")
         except (OSError, EOFError):
             self._lose(worker, "died")
 
     def _receive(self, worker: _Worker) -> None:
         try:
-            data = worker.conn.recv_bytes()
+            data = worker.process.conn.recv_bytes()
         except (EOFError, OSError):
             self._lose(worker, "died")
             return
-        if not worker.ready:
+        if worker.state == STARTING:
             self._worker_started(worker, data)
             return
         task = worker.task
-        try:
-            ok, value, text = pickle.loads(data)
-        except Exception as exc:
-            ok, value, text = False, exc, None
-            value = TypeError(
-                f"the task's result cannot be unpickled in the parent: {exc!r}"
-            )
         worker.tasks_done += 1
         self._return_worker(worker)
         if task is None:
             return
-        defer = self._callbacks.put
+        try:
+            outcome = decode_outcome(data, user_code=False)
+        except NeedsUserCode:
+            # Its classes live in user modules: decode where user code may run.
+            self._decoder.put(lambda: self._finish(task, decode_outcome(data, True)))
+            return
+        self._finish(task, outcome)
+
+    def _finish(self, task: TaskInfo, outcome: tuple[bool, Any, str | None]) -> None:
+        ok, value, text = outcome
         if ok:
-            task.set_result(value, defer=defer)
-        else:
-            if text:
-                value.__cause__ = RemoteTraceback(text)
-            task.set_exception(value, defer=defer)
+            task.set_result(value, defer=self._callbacks.put)
+            return
+        if text:
+            value.__cause__ = RemoteTraceback(text)
+        task.set_exception(value, defer=self._callbacks.put)
+
+    def _worker_started(self, worker: _Worker, message: bytes) -> None:
+        if message == READY:
+            with self._lock:
+                worker.state = IDLE
+                worker.deadline = None
+                self._failures = 0
+                if worker.temporary:
+                    self._starting_extra = False
+                self._idle.append(worker)
+                self._drained.notify_all()  # wait_workers()
+            return
+        try:
+            tag, text = pickle.loads(message)
+            assert tag == INIT_FAILED
+        except Exception:
+            text = f"unexpected start-up message {message[:100]!r}"
+        self._lose(
+            worker,
+            f"initializer failed in worker process {worker.process.pid}:\n{text}",
+        )
 
     def _return_worker(self, worker: _Worker) -> None:
         """The worker's task is over: free its slot; make it idle, or retire it."""
-        retire = False
         with self._lock:
             if worker.task is not None:
                 self._admission.release()
@@ -379,27 +459,30 @@ class ProcessPool(AdmittingPool):
                 self._max_tasks is not None and worker.tasks_done >= self._max_tasks
             )
             surplus = worker.temporary and len(self._workers) > self.processes
-            if used_up or surplus or self._ended:
-                retire = True
+            retire = used_up or surplus or self._ending
+            if retire:
+                worker.state = GONE
                 self._workers.remove(worker)
-                worker.lost = True
             else:
+                worker.state = IDLE
                 self._idle.append(worker)
             if not self._accepting:
                 self._drained.notify_all()
         if retire:
-            worker.conn.close()  # the worker sees EOF and exits
-            self._retiring.append(worker.process)  # joined when its sentinel fires
-            if not worker.temporary or len(self._workers) < self.processes:
-                self._add_worker(temporary=False)
+            # It sees EOF and exits (joined when its sentinel fires); its
+            # replacement starts in the next step.
+            close_connection(worker.process.conn)
+            with self._lock:
+                self._retiring.append(worker.process)
 
     def _lose(self, worker: _Worker, reason: str | None) -> None:
-        """End a worker that died, overran its time limit, or runs a canceled
-        task: kill it, fail its task (unless canceled), replace it."""
-        worker.lost = True
+        """End a worker that died, overran a deadline, failed to start, or
+        runs a canceled task: kill it, fail its task (unless canceled).
+        The next step starts a replacement."""
+        starting = worker.state == STARTING
+        worker.state = GONE
         process = worker.process
-        if process.exitcode is None:
-            process.kill()
+        process.kill()
         process.join()
         with self._lock:
             task = worker.task
@@ -410,27 +493,34 @@ class ProcessPool(AdmittingPool):
                 self._workers.remove(worker)
             if worker in self._idle:
                 self._idle.remove(worker)
-            if worker.temporary and not worker.ready:
+            if worker.temporary and starting:
                 self._starting_extra = False
             if not self._accepting:
                 self._drained.notify_all()
-        worker.conn.close()
+            ending = self._ending
+        close_connection(process.conn)
+        process.close()
+        if ending or reason == "broken":
+            return  # shutdown cancels its task; no loss to report
         if task is not None and reason is not None:
             task.set_exception(
                 self._loss_error(task, process, reason), defer=self._callbacks.put
             )
-        if not worker.ready:
-            # Died while starting: replacing it could loop for ever.
-            logger.error(
-                "worker process %s died while starting (exit code %s); not replaced",
-                process.pid,
-                process.exitcode,
-            )
-        elif not worker.temporary:
-            self._add_worker(temporary=False)
+        elif starting and reason is not None:
+            if reason in ("died", "start timeout"):
+                reason = (
+                    f"worker process {process.pid} exited while starting "
+                    f"(exit code {process.exitcode()})"
+                    if reason == "died"
+                    else f"worker process {process.pid} did not start within "
+                    f"{START_TIMEOUT} s (its initializer hangs?)"
+                )
+            self._start_failed(ProcessPoolStartError(reason))
 
     @staticmethod
-    def _loss_error(task: TaskInfo, process: BaseProcess, reason: str) -> BaseException:
+    def _loss_error(
+        task: TaskInfo, process: WorkerProcess, reason: str
+    ) -> BaseException:
         if reason == "time limit":
             return TaskTimeoutError(
                 f"task {task.id} ({task.name}) ran past its time limit of "
@@ -438,55 +528,13 @@ class ProcessPool(AdmittingPool):
             )
         return WorkerLostError(
             f"worker process {process.pid} running task {task.id} ({task.name}) "
-            f"died with exit code {process.exitcode}",
-            exitcode=process.exitcode,
+            f"died with exit code {process.exitcode()}",
+            exitcode=process.exitcode(),
             pid=process.pid,
         )
 
-    def _add_worker(self, temporary: bool) -> None:
-        with self._lock:
-            if self._ended:
-                return
-        try:
-            worker = self._spawn(temporary)
-        except Exception:
-            logger.exception("cannot start a worker process")
-            return
-        with self._lock:
-            self._workers.append(worker)
-
-    def _worker_started(self, worker: _Worker, message: bytes) -> None:
-        if message == READY:
-            worker.ready = True
-            with self._lock:
-                if worker.temporary:
-                    self._starting_extra = False
-                self._idle.append(worker)
-            return
-        with self._lock:
-            if worker.temporary:
-                self._starting_extra = False
-        _, text = pickle.loads(message)
-        logger.error(
-            "the process pool's initializer failed in a new worker process; "
-            "it is not replaced:\n%s",
-            text,
-        )
-        worker.lost = True
-        with self._lock:
-            self._workers.remove(worker)
-        worker.conn.close()
-        worker.process.join()
-
-    def _run_callbacks(self) -> None:
-        while True:
-            notify = self._callbacks.get()
-            if notify is None:
-                return
-            notify()
-
     # ------------------------------------------------------------------
-    # Shutdown
+    # Shutdown, interpreter exit, fork
     # ------------------------------------------------------------------
 
     def shutdown(self, deadline: float | None) -> list[TaskInfo]:
@@ -500,129 +548,76 @@ class ProcessPool(AdmittingPool):
         with self._lock:
             self._wait_drained_locked(deadline)
             dropped = self._admission.drain()
-            self._ended = True
+            self._ending = self._ended = True
+        if self._forked:  # the workers are our parent's: leave them alone
+            return dropped + [w.task for w in self._workers if w.task is not None]
         self._wake()
-        if self._manager is not None:
-            self._manager.join()
+        manager = self._manager
+        if manager is not None and manager is not threading.current_thread():
+            manager.join()
         with self._lock:
             workers, self._workers, self._idle = self._workers, [], []
+            retiring, self._retiring = self._retiring, []
+        busy = [w.process for w in workers if w.task is not None]
         dropped += [w.task for w in workers if w.task is not None]
-        self._end_processes(workers)
-        self._callbacks.put(None)
-        if self._callback_thread is not None:
-            self._callback_thread.join()
-        os.close(self._wakeup_r)
-        os.close(self._wakeup_w)
+        _end_processes([w.process for w in workers] + retiring, busy)
+        self._launcher.close()
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self._decoder.close(remaining)
+        self._callbacks.close(remaining)
+        release_fd(self._wakeup_r)
+        release_fd(self._wakeup_w)
+        _live_pools.discard(self)
         return dropped
 
-    def _end_processes(self, workers: list[_Worker]) -> None:
-        """Close pipes (idle workers exit), then terminate, then kill; join all."""
-        for worker in workers:
-            worker.conn.close()
-        processes = [w.process for w in workers] + self._retiring
-        self._retiring = []
-        for escalate in (None, "terminate", "kill"):
-            alive = [p for p in processes if p.exitcode is None]
-            if not alive:
-                break
-            for process in alive:
-                if escalate is not None:
-                    getattr(process, escalate)()
-            _wait_all(alive, STOP_GRACE)
-        for process in processes:
-            process.join()
+    def end_at_exit(self) -> None:
+        """The interpreter exits: replace no worker and report none lost
+        (multiprocessing's own exit hook may terminate them now)."""
+        with self._lock:
+            self._ending = True
+
+    def forked(self) -> None:
+        """In a child of ``os.fork()``: this pool is a copy; never touch the
+        parent's workers. Descriptors are closed by mplaunch's hook; here
+        their Python owners forget them, so nothing closes a reused number."""
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._accepting = False
+        self._ending = self._ended = self._forked = True
+        self._callbacks = UserCodeThread(f"{self._name_prefix}callbacks")
+        self._decoder = UserCodeThread(f"{self._name_prefix}decoder")
+        for worker in self._workers:
+            worker.process.conn._handle = None  # type: ignore[attr-defined]
+            worker.process.sentinels = []
+        self._wakeup_r = self._wakeup_w = -1
 
 
-def _wait_all(processes: list[BaseProcess], timeout: float) -> None:
-    """Wait until every process has exited, or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    pending = {p.sentinel: p for p in processes}
+def _end_processes(processes: list[WorkerProcess], busy: list[WorkerProcess]) -> None:
+    """Kill busy workers at once; close idle ones' connections (they exit on
+    EOF), kill those still there after STOP_GRACE; join all."""
+    for process in busy:
+        process.kill()
+    for process in processes:
+        close_connection(process.conn)
+    deadline = time.monotonic() + STOP_GRACE
+    pending = {s: p for p in processes for s in p.sentinels}
     while pending:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return
+            break
         for sentinel in wait(list(pending), remaining):
-            pending.pop(sentinel).join()  # type: ignore[arg-type]
+            pending.pop(sentinel, None)
+    for process in processes:
+        if not process.sentinels:  # no pidfd: wait on the process itself
+            process.join(max(0.0, deadline - time.monotonic()))
+        if not process.join(0):
+            process.kill()
+        process.join()
+        process.close()
 
 
-def default_context() -> BaseContext:
-    """``forkserver`` where the platform has it, else ``spawn``.
-
-    Forking a process that already runs threads can deadlock in the child,
-    and a supervisor always runs threads; forkserver forks from a clean,
-    single-threaded server instead.
-    """
-    import multiprocessing
-
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("forkserver")
-    return multiprocessing.get_context("spawn")
-
-
-def resolve_context(context: Any) -> BaseContext:
-    """A multiprocessing context from a start-method name, a context, or None.
-
-    Raises:
-        ValueError: an unknown start method.
-        TypeError: neither a name nor a context.
-    """
-    import multiprocessing
-
-    if context is None:
-        return default_context()
-    if isinstance(context, str):
-        if context not in multiprocessing.get_all_start_methods():
-            raise ValueError(
-                f"context must be one of {multiprocessing.get_all_start_methods()}; "
-                f"got {context!r}"
-            )
-        return multiprocessing.get_context(context)
-    if isinstance(context, BaseContext):
-        return context
-    raise TypeError(
-        "context must be a start-method name or a multiprocessing context; "
-        f"got {context!r}"
-    )
-
-
-def pickle_payload(
-    target: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> bytes:
-    """Pickle a process task, or raise a TypeError that says what cannot be.
-
-    Raises:
-        TypeError: the target is not importable by reference, or an argument
-            cannot be pickled.
-    """
-    try:
-        return pickle.dumps((target, args, kwargs), pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
-        try:
-            pickle.dumps(target, pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            raise TypeError(
-                f"target {target!r} cannot be pickled for a process task: it must "
-                f"be a function defined at the top level of an importable module "
-                f"(not a lambda, a nested function or a bound method of an "
-                f"unpicklable object); {exc}"
-            ) from exc
-        raise TypeError(
-            f"the arguments of process task {target!r} cannot be pickled: {exc}"
-        ) from exc
-
-
-def accepts_task_id(target: Callable[..., Any]) -> bool:
-    """True if ``target`` takes a ``_task_id`` keyword (by name or ``**kwargs``)."""
-    import inspect
-
-    try:
-        parameters = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(
-        p.kind is p.VAR_KEYWORD
-        or (
-            p.name == "_task_id" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        )
-        for p in parameters
-    )
+@atexit.register
+def _at_exit() -> None:
+    # Registered after multiprocessing's own hook, so it runs before it.
+    for pool in list(_live_pools):
+        pool.end_at_exit()
