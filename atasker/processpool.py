@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import itertools
 import logging
 import os
 import pickle
@@ -42,6 +41,7 @@ import weakref
 from multiprocessing.connection import wait
 from typing import Any
 
+from . import mproster
 from .admission import AdmittingPool
 from .constants import TASK_CRITICAL
 from .errors import (
@@ -63,44 +63,13 @@ from .mplaunch import (
 )
 from .mplaunch import default_context as default_context  # the benchmark's import
 from .mplaunch import resolve_context as resolve_context  # the supervisor's import
+from .mproster import GONE, STARTING, Worker, WorkerRoster
 from .mpthreads import UserCodeThread
 from .task import TaskInfo
 
 logger = logging.getLogger("atasker")
 
-# Seconds a new worker may take to start and run its initializer.
-START_TIMEOUT = 60.0
-# Workers starting at the same time: half the CPUs. A starting interpreter
-# takes a CPU for ~150 ms; thirty at once on two CPUs starve the parent's own
-# threads (timers, loops) for seconds, and the first workers become ready
-# later than when they start a few at a time.
-MAX_STARTING = max(1, (os.cpu_count() or 1) // 2)
-# Start failures in a row, with no worker alive, that break the pool.
-MAX_START_FAILURES = 3
-# Pause before retrying a failed start: RETRY_BASE * 2**(failures - 1), at
-# most RETRY_MAX. Short enough that a transient refusal (EAGAIN) heals fast,
-# growing so that a worker that always fails does not spin.
-RETRY_BASE = 0.05
-RETRY_MAX = 5.0
-# Seconds idle workers get to exit after EOF at shutdown before they are
-# killed (a busy worker whose task will not finish is killed at once).
-STOP_GRACE = 1.0
-
-STARTING, IDLE, BUSY, GONE = "starting", "idle", "busy", "gone"
-
 _live_pools: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
-
-
-class _Worker:
-    __slots__ = ("deadline", "process", "state", "task", "tasks_done", "temporary")
-
-    def __init__(self, process: WorkerProcess, temporary: bool) -> None:
-        self.process = process
-        self.temporary = temporary  # started for a CRITICAL task, leaves after it
-        self.state = STARTING
-        self.task: TaskInfo | None = None
-        self.deadline: float | None = time.monotonic() + START_TIMEOUT
-        self.tasks_done = 0
 
 
 class ProcessPool(AdmittingPool):
@@ -126,21 +95,18 @@ class ProcessPool(AdmittingPool):
     ) -> None:
         super().__init__(pool_size, reserve_normal, reserve_high)
         self._name_prefix = name_prefix
-        self._launcher = launcher
-        self.processes = processes
-        self._max_tasks = max_tasks_per_child
-        self._workers: list[_Worker] = []
-        self._idle: list[_Worker] = []
-        self._retiring: list[WorkerProcess] = []  # told to exit, not yet joined
-        self._kill: list[tuple[_Worker, TaskInfo]] = []
-        self._numbers = itertools.count(1)
-        self._ending = False  # shutdown began: no new worker, no loss reported
+        self._roster = WorkerRoster(
+            name_prefix,
+            launcher,
+            processes,
+            max_tasks_per_child,
+            self._lock,
+            self._drained,
+        )
+        self._kill: list[tuple[Worker, TaskInfo]] = []
         self._ended = False  # the manager must return
         self._forked = False  # this is a copy made by os.fork()
-        self._starting_extra = False
         self._wakeup_pending = False
-        self._failures = 0
-        self._retry_at = 0.0
         self._broken: ProcessPoolBrokenError | None = None
         self._break_cause: BaseException | None = None
         self._wakeup_r, self._wakeup_w = os.pipe()
@@ -165,6 +131,11 @@ class ProcessPool(AdmittingPool):
         self._wake()
 
     @property
+    def processes(self) -> int:
+        """Worker processes kept running."""
+        return self._roster.processes
+
+    @property
     def broken(self) -> ProcessPoolBrokenError | None:
         """The error every task gets if the pool is broken, else None."""
         return self._broken
@@ -176,20 +147,11 @@ class ProcessPool(AdmittingPool):
             True if they have, False if ``timeout`` seconds passed first or
             the pool broke.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while sum(1 for w in self._workers if w.state in (IDLE, BUSY)) < count:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                timed_out = remaining is not None and remaining <= 0
-                if self._broken is not None or timed_out:
-                    return False
-                self._drained.wait(remaining)
-            return True
+        return self._roster.wait_workers(count, timeout, lambda: self._broken)
 
     def pids(self) -> list[int]:
         """Process ids of the workers (starting ones included)."""
-        with self._lock:
-            return [w.process.pid for w in self._workers]
+        return self._roster.pids()
 
     # ------------------------------------------------------------------
     # Submit and cancel (any thread)
@@ -221,7 +183,7 @@ class ProcessPool(AdmittingPool):
             True if the task is now canceled.
         """
         with self._lock:
-            workers = [w for w in self._workers if w.task is task]
+            workers = [w for w in self._roster.workers if w.task is task]
         if not workers or not task.set_canceled(defer=self._callbacks.put):
             return task.cancelled()
         with self._lock:
@@ -247,11 +209,17 @@ class ProcessPool(AdmittingPool):
 
     def _step(self) -> bool:
         """One round: start workers and tasks, wait for an event, handle it."""
+        roster = self._roster
         with self._lock:
             if self._ended:
                 return False
             self._wakeup_pending = False
-            starts = self._assign_locked()
+            starts = []
+            while roster.idle:
+                task = self._admission.admit_next()
+                if task is None:
+                    break
+                starts.append((roster.take_idle_locked(task), task))
             kills, self._kill = self._kill, []
         for worker, task in starts:
             self._send(worker, task)
@@ -260,33 +228,19 @@ class ProcessPool(AdmittingPool):
                 self._lose(worker, None)
         # After the sends and kills above: a worker they lost is replaced now.
         with self._lock:
-            launches = self._launches_locked()
+            head = self._admission.admissible()
+            critical = head is not None and head.priority == TASK_CRITICAL
+            launches = [] if self._broken else roster.launches_locked(critical)
         for temporary in launches:
-            self._launch(temporary)
-        with self._lock:
-            workers = list(self._workers)
-            retiring = list(self._retiring)
-        objects: list[Any] = [self._wakeup_r]
-        for process in retiring:
-            objects += process.sentinels
-        times = [self._retry_at] if self._retry_at else []
-        for worker in workers:
-            objects.append(worker.process.conn)
-            objects += worker.process.sentinels
-            if worker.deadline is not None:
-                times.append(worker.deadline)
-        timeout = max(0.0, min(times) - time.monotonic()) if times else None
-        ready = set(wait(objects, timeout))
+            error = roster.launch(temporary)
+            if error is not None:
+                self._start_failed(error)
+        workers, retiring, objects, due = roster.wait_set()
+        timeout = None if due is None else max(0.0, due - time.monotonic())
+        ready = set(wait([self._wakeup_r, *objects], timeout))
         if self._wakeup_r in ready:
             os.read(self._wakeup_r, 4096)
-        for process in retiring:
-            if process.exitcode() is not None or any(
-                s in ready for s in process.sentinels
-            ):
-                process.join()
-                process.close()
-                with self._lock:
-                    self._retiring.remove(process)
+        roster.reap(retiring, ready)
         # Answers before deaths: a worker may answer and then exit.
         for worker in workers:
             if worker.process.conn in ready and worker.state != GONE:
@@ -299,68 +253,10 @@ class ProcessPool(AdmittingPool):
                 self._lose(worker, "died")
             elif worker.deadline is not None and worker.deadline <= now:
                 self._lose(worker, "time limit" if worker.task else "start timeout")
-        if self._retry_at and self._retry_at <= now:
-            self._retry_at = 0.0
         return True
 
-    def _assign_locked(self) -> list[tuple[_Worker, TaskInfo]]:
-        starts = []
-        while self._idle:
-            task = self._admission.admit_next()
-            if task is None:
-                break
-            worker = self._idle.pop()
-            worker.state = BUSY
-            worker.task = task
-            if task.time_limit is not None:
-                worker.deadline = time.monotonic() + task.time_limit
-            starts.append((worker, task))
-        return starts
-
-    def _launches_locked(self) -> list[bool]:
-        """Workers to start now: missing ones, and a temporary one for a
-        CRITICAL task that finds no idle worker (one at a time)."""
-        if self._ending or self._broken is not None or self._retry_at:
-            return []
-        kept = sum(1 for w in self._workers if not w.temporary)
-        starting = sum(1 for w in self._workers if w.state == STARTING)
-        # At most MAX_STARTING at a time (see there); tasks go to the first
-        # ready ones.
-        launches = [False] * min(self.processes - kept, MAX_STARTING - starting)
-        head = self._admission.admissible()
-        if (
-            not self._idle
-            and not self._starting_extra
-            and head is not None
-            and head.priority == TASK_CRITICAL
-        ):
-            self._starting_extra = True
-            launches.append(True)
-        return launches
-
-    def _launch(self, temporary: bool) -> None:
-        try:
-            process = self._launcher.launch(f"{self._name_prefix}{next(self._numbers)}")
-        except Exception as exc:
-            if temporary:
-                self._starting_extra = False
-            error = ProcessPoolStartError(f"cannot start a worker process: {exc!r}")
-            error.__cause__ = exc
-            self._start_failed(error)
-            return
-        with self._lock:
-            self._workers.append(_Worker(process, temporary))
-
     def _start_failed(self, error: ProcessPoolStartError) -> None:
-        with self._lock:
-            self._failures += 1
-            alive = any(w.state in (IDLE, BUSY) for w in self._workers)
-            broken = not alive and self._failures >= MAX_START_FAILURES
-            if not broken:
-                pause = min(RETRY_MAX, RETRY_BASE * 2 ** (self._failures - 1))
-                self._retry_at = time.monotonic() + pause
-        logger.error("%s (failure %s in a row)", error, self._failures)
-        if broken:
+        if self._roster.start_failed(error):
             self._break(error)
 
     def _break(self, cause: BaseException) -> None:
@@ -369,7 +265,7 @@ class ProcessPool(AdmittingPool):
             self._break_cause = cause
             self._broken = self._broken_error()
             dropped = self._admission.drain()
-            workers = list(self._workers)
+            workers = list(self._roster.workers)
             self._drained.notify_all()
         for worker in workers:
             self._lose(worker, "broken")
@@ -384,7 +280,7 @@ class ProcessPool(AdmittingPool):
         error.__cause__ = self._break_cause
         return error
 
-    def _send(self, worker: _Worker, task: TaskInfo) -> None:
+    def _send(self, worker: Worker, task: TaskInfo) -> None:
         # The handle first: a cancel that sees the task STARTED finds its pool.
         task.handle = self
         if not task.set_started():  # canceled since it was admitted
@@ -396,7 +292,7 @@ class ProcessPool(AdmittingPool):
         except (OSError, EOFError):
             self._lose(worker, "died")
 
-    def _receive(self, worker: _Worker) -> None:
+    def _receive(self, worker: Worker) -> None:
         try:
             data = worker.process.conn.recv_bytes()
         except (EOFError, OSError):
@@ -427,19 +323,13 @@ class ProcessPool(AdmittingPool):
             value.__cause__ = RemoteTraceback(text)
         task.set_exception(value, defer=self._callbacks.put)
 
-    def _worker_started(self, worker: _Worker, message: bytes) -> None:
+    def _worker_started(self, worker: Worker, message: bytes) -> None:
         if message == READY:
             with self._lock:
-                worker.state = IDLE
-                worker.deadline = None
-                self._failures = 0
-                if worker.temporary:
-                    self._starting_extra = False
-                self._idle.append(worker)
-                self._drained.notify_all()  # wait_workers()
+                self._roster.started_locked(worker)
             return
         try:
-            tag, text = pickle.loads(message)
+            tag, text = pickle.loads(message)  # our own (str, str)
             assert tag == INIT_FAILED
         except Exception:
             text = f"unexpected start-up message {message[:100]!r}"
@@ -448,90 +338,54 @@ class ProcessPool(AdmittingPool):
             f"initializer failed in worker process {worker.process.pid}:\n{text}",
         )
 
-    def _return_worker(self, worker: _Worker) -> None:
+    def _return_worker(self, worker: Worker) -> None:
         """The worker's task is over: free its slot; make it idle, or retire it."""
         with self._lock:
             if worker.task is not None:
                 self._admission.release()
-            worker.task = None
-            worker.deadline = None
-            used_up = (
-                self._max_tasks is not None and worker.tasks_done >= self._max_tasks
-            )
-            surplus = worker.temporary and len(self._workers) > self.processes
-            retire = used_up or surplus or self._ending
-            if retire:
-                worker.state = GONE
-                self._workers.remove(worker)
-            else:
-                worker.state = IDLE
-                self._idle.append(worker)
+            retire = self._roster.task_done_locked(worker)
             if not self._accepting:
                 self._drained.notify_all()
         if retire:
-            # It sees EOF and exits (joined when its sentinel fires); its
-            # replacement starts in the next step.
+            # It sees EOF and exits (the roster joins it when its sentinel
+            # fires); its replacement starts in the next step.
             close_connection(worker.process.conn)
-            with self._lock:
-                self._retiring.append(worker.process)
 
-    def _lose(self, worker: _Worker, reason: str | None) -> None:
+    def _lose(self, worker: Worker, reason: str | None) -> None:
         """End a worker that died, overran a deadline, failed to start, or
         runs a canceled task: kill it, fail its task (unless canceled).
         The next step starts a replacement."""
-        starting = worker.state == STARTING
-        worker.state = GONE
+        starting = self._roster.kill(worker)
         process = worker.process
-        process.kill()
-        process.join()
         with self._lock:
             task = worker.task
             if task is not None:
                 self._admission.release()
             worker.task = None
-            if worker in self._workers:
-                self._workers.remove(worker)
-            if worker in self._idle:
-                self._idle.remove(worker)
-            if worker.temporary and starting:
-                self._starting_extra = False
+            self._roster.remove_locked(worker, starting)
             if not self._accepting:
                 self._drained.notify_all()
-            ending = self._ending
+            ending = self._roster.ending
         close_connection(process.conn)
         process.close()
-        if ending or reason == "broken":
-            return  # shutdown cancels its task; no loss to report
-        if task is not None and reason is not None:
+        if ending or reason in (None, "broken"):
+            return  # canceled, or shutdown cancels its task: nothing to report
+        if task is not None:
             task.set_exception(
-                self._loss_error(task, process, reason), defer=self._callbacks.put
+                _loss_error(task, process, reason), defer=self._callbacks.put
             )
-        elif starting and reason is not None:
-            if reason in ("died", "start timeout"):
+        elif starting:
+            if reason == "died":
                 reason = (
                     f"worker process {process.pid} exited while starting "
                     f"(exit code {process.exitcode()})"
-                    if reason == "died"
-                    else f"worker process {process.pid} did not start within "
-                    f"{START_TIMEOUT} s (its initializer hangs?)"
+                )
+            elif reason == "start timeout":
+                reason = (
+                    f"worker process {process.pid} did not start within "
+                    f"{mproster.START_TIMEOUT} s (its initializer hangs?)"
                 )
             self._start_failed(ProcessPoolStartError(reason))
-
-    @staticmethod
-    def _loss_error(
-        task: TaskInfo, process: WorkerProcess, reason: str
-    ) -> BaseException:
-        if reason == "time limit":
-            return TaskTimeoutError(
-                f"task {task.id} ({task.name}) ran past its time limit of "
-                f"{task.time_limit} s; its worker process {process.pid} was killed"
-            )
-        return WorkerLostError(
-            f"worker process {process.pid} running task {task.id} ({task.name}) "
-            f"died with exit code {process.exitcode()}",
-            exitcode=process.exitcode(),
-            pid=process.pid,
-        )
 
     # ------------------------------------------------------------------
     # Shutdown, interpreter exit, fork
@@ -548,20 +402,17 @@ class ProcessPool(AdmittingPool):
         with self._lock:
             self._wait_drained_locked(deadline)
             dropped = self._admission.drain()
-            self._ending = self._ended = True
+            self._roster.ending = self._ended = True
+            running = [w.task for w in self._roster.workers if w.task is not None]
         if self._forked:  # the workers are our parent's: leave them alone
-            return dropped + [w.task for w in self._workers if w.task is not None]
+            return dropped + running
         self._wake()
         manager = self._manager
         if manager is not None and manager is not threading.current_thread():
             manager.join()
         with self._lock:
-            workers, self._workers, self._idle = self._workers, [], []
-            retiring, self._retiring = self._retiring, []
-        busy = [w.process for w in workers if w.task is not None]
-        dropped += [w.task for w in workers if w.task is not None]
-        _end_processes([w.process for w in workers] + retiring, busy)
-        self._launcher.close()
+            dropped += [w.task for w in self._roster.workers if w.task is not None]
+        self._roster.end()
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         self._decoder.close(remaining)
         self._callbacks.close(remaining)
@@ -574,46 +425,35 @@ class ProcessPool(AdmittingPool):
         """The interpreter exits: replace no worker and report none lost
         (multiprocessing's own exit hook may terminate them now)."""
         with self._lock:
-            self._ending = True
+            self._roster.ending = True
 
     def forked(self) -> None:
         """In a child of ``os.fork()``: this pool is a copy; never touch the
-        parent's workers. Descriptors are closed by mplaunch's hook; here
-        their Python owners forget them, so nothing closes a reused number."""
+        parent's workers. mplaunch's hook closes the descriptors; here their
+        Python owners forget them, so nothing closes a reused number."""
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
+        self._roster.forked()
+        self._roster._lock, self._roster._changed = self._lock, self._drained
         self._accepting = False
-        self._ending = self._ended = self._forked = True
+        self._ended = self._forked = True
         self._callbacks = UserCodeThread(f"{self._name_prefix}callbacks")
         self._decoder = UserCodeThread(f"{self._name_prefix}decoder")
-        for worker in self._workers:
-            worker.process.conn._handle = None  # type: ignore[attr-defined]
-            worker.process.sentinels = []
         self._wakeup_r = self._wakeup_w = -1
 
 
-def _end_processes(processes: list[WorkerProcess], busy: list[WorkerProcess]) -> None:
-    """Kill busy workers at once; close idle ones' connections (they exit on
-    EOF), kill those still there after STOP_GRACE; join all."""
-    for process in busy:
-        process.kill()
-    for process in processes:
-        close_connection(process.conn)
-    deadline = time.monotonic() + STOP_GRACE
-    pending = {s: p for p in processes for s in p.sentinels}
-    while pending:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        for sentinel in wait(list(pending), remaining):
-            pending.pop(sentinel, None)
-    for process in processes:
-        if not process.sentinels:  # no pidfd: wait on the process itself
-            process.join(max(0.0, deadline - time.monotonic()))
-        if not process.join(0):
-            process.kill()
-        process.join()
-        process.close()
+def _loss_error(task: TaskInfo, process: WorkerProcess, reason: str) -> BaseException:
+    if reason == "time limit":
+        return TaskTimeoutError(
+            f"task {task.id} ({task.name}) ran past its time limit of "
+            f"{task.time_limit} s; its worker process {process.pid} was killed"
+        )
+    return WorkerLostError(
+        f"worker process {process.pid} running task {task.id} ({task.name}) "
+        f"died with exit code {process.exitcode()}",
+        exitcode=process.exitcode(),
+        pid=process.pid,
+    )
 
 
 @atexit.register

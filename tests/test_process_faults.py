@@ -14,6 +14,7 @@ from atasker import (
     ProcessPoolBrokenError,
     ProcessPoolStartError,
     background_task,
+    mproster,
     processpool,
     wait_completed,
 )
@@ -112,8 +113,8 @@ def test_slow_callback_does_not_delay_other_results(pool) -> None:
 def test_workers_that_cannot_start_break_the_pool(
     make_supervisor, monkeypatch, initializer, cause
 ) -> None:
-    monkeypatch.setattr(processpool, "RETRY_BASE", 0.01)
-    monkeypatch.setattr(processpool, "START_TIMEOUT", 0.3)
+    monkeypatch.setattr(mproster, "RETRY_BASE", 0.01)
+    monkeypatch.setattr(mproster, "START_TIMEOUT", 0.3)
     sup = make_supervisor()
     sup.start()
     sup.create_mp_pool(processes=2, initializer=initializer)  # never blocks
@@ -130,7 +131,7 @@ def test_workers_that_cannot_start_break_the_pool(
 
 
 def test_a_refused_start_is_retried(monkeypatch) -> None:
-    monkeypatch.setattr(processpool, "RETRY_BASE", 0.01)
+    monkeypatch.setattr(mproster, "RETRY_BASE", 0.01)
     real = SubprocessLauncher(None, ())
     refusals = [OSError(11, "Resource temporarily unavailable")] * 2
 

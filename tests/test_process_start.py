@@ -190,7 +190,7 @@ def test_os_fork_child_closes_the_pools_descriptors(tmp_path) -> None:
             assert add(1, 1).get(20) == 2
             pool = sup._mp_pool
             fds = [pool._wakeup_r, pool._wakeup_w,
-                   *(w.process.conn.fileno() for w in pool._workers)]
+                   *(w.process.conn.fileno() for w in pool._roster.workers)]
             child = os.fork()
             if child == 0:
                 left = [fd for fd in fds if os.path.exists(f"/proc/self/fd/{fd}")]

@@ -34,7 +34,7 @@ from atasker import (
     WorkerLostError,
     background_task,
     co_mp_apply,
-    processpool,
+    mproster,
     wait_completed,
 )
 
@@ -257,7 +257,7 @@ def test_max_tasks_per_child_recycles_and_drains_backlog(make_supervisor) -> Non
 
 
 def test_initializer_failure_breaks_the_pool(make_supervisor, monkeypatch) -> None:
-    monkeypatch.setattr(processpool, "RETRY_BASE", 0.01)
+    monkeypatch.setattr(mproster, "RETRY_BASE", 0.01)
     sup = make_supervisor()
     sup.create_mp_pool(processes=2, initializer=mptasks.failing_initializer)
     sup.start()  # does not wait for the workers, so it cannot fail here
@@ -269,7 +269,7 @@ def test_initializer_failure_breaks_the_pool(make_supervisor, monkeypatch) -> No
 
 
 def test_initializer_failure_when_running(make_supervisor, monkeypatch) -> None:
-    monkeypatch.setattr(processpool, "RETRY_BASE", 0.01)
+    monkeypatch.setattr(mproster, "RETRY_BASE", 0.01)
     sup = make_supervisor()
     sup.start()
     sup.create_mp_pool(processes=1, initializer=mptasks.failing_initializer)
