@@ -23,6 +23,7 @@ forked child must never talk to its parent's workers.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing
 import os
@@ -62,9 +63,24 @@ def release_fd(fd: int) -> None:
         os.close(fd)
 
 
-def on_fork_in_child(listener: Any) -> None:
-    """Call ``listener.forked()`` in a child made by ``os.fork()``."""
-    _fork_listeners.add(listener)
+def watch_pool(pool: Any) -> None:
+    """Call ``pool.forked()`` in a child made by ``os.fork()``, and
+    ``pool.end_at_exit()`` when the interpreter exits."""
+    _fork_listeners.add(pool)
+
+
+def forget_pool(pool: Any) -> None:
+    """Undo :func:`watch_pool` (the pool has ended)."""
+    _fork_listeners.discard(pool)
+
+
+@atexit.register
+def _at_exit() -> None:
+    # Registered after multiprocessing's own exit hook (imported above), so
+    # it runs before it: pools stop replacing workers and reporting them
+    # lost before multiprocessing terminates its children.
+    for pool in list(_fork_listeners):
+        pool.end_at_exit()
 
 
 def after_fork_in_child() -> None:

@@ -28,7 +28,7 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
-from .errors import ProcessPoolStartError
+from .errors import ProcessPoolStartError, TaskTimeoutError, WorkerLostError
 from .mplaunch import Launcher, WorkerProcess, close_connection
 from .task import TaskInfo
 
@@ -309,3 +309,35 @@ class WorkerRoster:
             worker.process.sentinels = []
         for process in self.retiring:
             process.sentinels = []
+
+
+def loss_error(task: TaskInfo, process: WorkerProcess, reason: str) -> BaseException:
+    """The error of a task whose worker ended (``reason``: "time limit" or
+    "died")."""
+    if reason == "time limit":
+        return TaskTimeoutError(
+            f"task {task.id} ({task.name}) ran past its time limit of "
+            f"{task.time_limit} s; its worker process {process.pid} was killed"
+        )
+    return WorkerLostError(
+        f"worker process {process.pid} running task {task.id} ({task.name}) "
+        f"died with exit code {process.exitcode()}",
+        exitcode=process.exitcode(),
+        pid=process.pid,
+    )
+
+
+def start_error(process: WorkerProcess, reason: str) -> ProcessPoolStartError:
+    """The error of a worker that did not start (``reason``: "died", "start
+    timeout", or the initializer's failure as text)."""
+    if reason == "died":
+        reason = (
+            f"worker process {process.pid} exited while starting "
+            f"(exit code {process.exitcode()})"
+        )
+    elif reason == "start timeout":
+        reason = (
+            f"worker process {process.pid} did not start within "
+            f"{START_TIMEOUT} s (its initializer hangs?)"
+        )
+    return ProcessPoolStartError(reason)

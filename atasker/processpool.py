@@ -30,46 +30,43 @@ manager does not expect breaks the pool, failing every task it held.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
 import pickle
 import threading
 import time
-import weakref
 from multiprocessing.connection import wait
 from typing import Any
 
-from . import mproster
 from .admission import AdmittingPool
 from .constants import TASK_CRITICAL
-from .errors import (
-    ProcessPoolBrokenError,
-    ProcessPoolStartError,
-    TaskTimeoutError,
-    WorkerLostError,
-)
+from .errors import ProcessPoolBrokenError, ProcessPoolStartError
 from .mpcodec import INIT_FAILED, READY, NeedsUserCode, RemoteTraceback, decode_outcome
 from .mpcodec import accepts_task_id as accepts_task_id  # the supervisor's import
 from .mpcodec import pickle_payload as pickle_payload  # the supervisor's import
 from .mplaunch import (
     Launcher,
-    WorkerProcess,
     close_connection,
+    forget_pool,
     keep_from_children,
-    on_fork_in_child,
     release_fd,
+    watch_pool,
 )
 from .mplaunch import default_context as default_context  # the benchmark's import
 from .mplaunch import resolve_context as resolve_context  # the supervisor's import
-from .mproster import GONE, STARTING, Worker, WorkerRoster
+from .mproster import (
+    GONE,
+    STARTING,
+    Worker,
+    WorkerRoster,
+    loss_error,
+    start_error,
+)
 from .mpthreads import UserCodeThread
 from .task import TaskInfo
 
 logger = logging.getLogger("atasker")
-
-_live_pools: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
 
 
 class ProcessPool(AdmittingPool):
@@ -121,8 +118,7 @@ class ProcessPool(AdmittingPool):
             target=self._manage, name=f"{self._name_prefix}manager", daemon=True
         )
         self._manager.start()
-        _live_pools.add(self)
-        on_fork_in_child(self)
+        watch_pool(self)
 
     def configure(self, pool_size: int, reserve_normal: int, reserve_high: int) -> None:
         """Change the reserve rule while running."""
@@ -368,24 +364,18 @@ class ProcessPool(AdmittingPool):
             ending = self._roster.ending
         close_connection(process.conn)
         process.close()
-        if ending or reason in (None, "broken"):
+        if ending or reason is None:
             return  # canceled, or shutdown cancels its task: nothing to report
+        if reason == "broken":
+            if task is not None:
+                task.set_exception(self._broken_error(), defer=self._callbacks.put)
+            return
         if task is not None:
             task.set_exception(
-                _loss_error(task, process, reason), defer=self._callbacks.put
+                loss_error(task, process, reason), defer=self._callbacks.put
             )
         elif starting:
-            if reason == "died":
-                reason = (
-                    f"worker process {process.pid} exited while starting "
-                    f"(exit code {process.exitcode()})"
-                )
-            elif reason == "start timeout":
-                reason = (
-                    f"worker process {process.pid} did not start within "
-                    f"{mproster.START_TIMEOUT} s (its initializer hangs?)"
-                )
-            self._start_failed(ProcessPoolStartError(reason))
+            self._start_failed(start_error(process, reason))
 
     # ------------------------------------------------------------------
     # Shutdown, interpreter exit, fork
@@ -418,7 +408,7 @@ class ProcessPool(AdmittingPool):
         self._callbacks.close(remaining)
         release_fd(self._wakeup_r)
         release_fd(self._wakeup_w)
-        _live_pools.discard(self)
+        forget_pool(self)
         return dropped
 
     def end_at_exit(self) -> None:
@@ -440,24 +430,3 @@ class ProcessPool(AdmittingPool):
         self._callbacks = UserCodeThread(f"{self._name_prefix}callbacks")
         self._decoder = UserCodeThread(f"{self._name_prefix}decoder")
         self._wakeup_r = self._wakeup_w = -1
-
-
-def _loss_error(task: TaskInfo, process: WorkerProcess, reason: str) -> BaseException:
-    if reason == "time limit":
-        return TaskTimeoutError(
-            f"task {task.id} ({task.name}) ran past its time limit of "
-            f"{task.time_limit} s; its worker process {process.pid} was killed"
-        )
-    return WorkerLostError(
-        f"worker process {process.pid} running task {task.id} ({task.name}) "
-        f"died with exit code {process.exitcode()}",
-        exitcode=process.exitcode(),
-        pid=process.pid,
-    )
-
-
-@atexit.register
-def _at_exit() -> None:
-    # Registered after multiprocessing's own hook, so it runs before it.
-    for pool in list(_live_pools):
-        pool.end_at_exit()

@@ -60,12 +60,11 @@ def test_exception_unpickling_to_a_non_exception(pool) -> None:
 
 
 def test_exception_whose_repr_and_str_raise(pool) -> None:
-    pid = pool._mp_pool.wait_workers(1, WAIT) and pool.get_info().mp_pids[0]
+    pid = mp(mptasks.pid, pool)().get(WAIT)
     task = mp(mptasks.raise_bad_repr, pool)()
     with pytest.raises(mptasks.BadRepr):
         task.get(WAIT)
-    alive(pool)
-    assert pool.get_info().mp_pids == [pid]  # the worker went on
+    assert mp(mptasks.pid, pool)().get(WAIT) == pid  # the worker went on
 
 
 def test_system_exit_in_an_arguments_reduce_is_a_type_error(pool) -> None:
@@ -184,3 +183,30 @@ def test_start_does_not_wait_for_workers(make_supervisor, monkeypatch) -> None:
 def test_many_tasks_after_faults(pool) -> None:
     tasks = [mp(mptasks.add, pool)(i, 0) for i in range(50)]
     assert wait_completed(tasks, timeout=WAIT) == list(range(50))
+
+
+def test_manager_failure_fails_every_task_it_held(make_supervisor, tmp_path) -> None:
+    import os
+
+    sup = make_supervisor()
+    sup.create_mp_pool(processes=1)
+    sup.start()
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    running = mp(mptasks.read_fifo, sup)(str(gate))
+    with gate.open("w"):  # returns once the task runs
+        queued = mp(mptasks.add, sup)(1, 1)
+        pool = sup._mp_pool
+
+        def broken_reap(retiring, ready):
+            raise RuntimeError("manager bug")
+
+        pool._roster.reap = broken_reap
+        pool._wake()
+        for task in (running, queued):
+            with pytest.raises(ProcessPoolBrokenError, match="manager bug"):
+                task.get(WAIT)
+    with pytest.raises(ProcessPoolBrokenError):
+        mp(mptasks.add, sup)(1, 1).get(WAIT)
+    sup.create_mp_pool(processes=1)
+    alive(sup)
