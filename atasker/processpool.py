@@ -12,13 +12,10 @@
         timeout = nearest time limit, start deadline or start retry
     then it starts missing workers and hands admissible tasks to idle ones.
 
-Nothing here waits for a worker to be ready: ``start()`` only starts the
-manager, which launches the workers; tasks go to workers as they say READY.
-A worker that fails to start (launch refused, initializer raised, died or
-hung while starting) is retried after a growing pause; after
-``MAX_START_FAILURES`` failures in a row with no worker alive the pool is
-*broken*: every queued and every new task fails with ProcessPoolBrokenError
-(``__cause__``: the last start error).
+``start()`` only starts the manager, which starts the workers (mproster: a
+few at a time, failed starts retried, a pool that cannot start any is
+*broken*: every queued and new task fails with ProcessPoolBrokenError).
+Tasks go to workers as they say READY.
 
 A worker is sent a task only when it is idle, so no task waits in a pipe: the
 queue decides every start and a queued task stays cancellable. Whatever
