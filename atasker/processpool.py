@@ -214,13 +214,6 @@ class ProcessPool(AdmittingPool):
                     break
                 starts.append((roster.take_idle_locked(task), task))
             kills, self._kill = self._kill, []
-        for worker, task in starts:
-            self._send(worker, task)
-        for worker, task in kills:
-            if worker.task is task and worker.state != GONE:
-                self._lose(worker, None)
-        # After the sends and kills above: a worker they lost is replaced now.
-        with self._lock:
             head = self._admission.admissible()
             critical = head is not None and head.priority == TASK_CRITICAL
             launches = [] if self._broken else roster.launches_locked(critical)
@@ -228,6 +221,12 @@ class ProcessPool(AdmittingPool):
             error = roster.launch(temporary)
             if error is not None:
                 self._start_failed(error)
+        # A worker lost below wakes us (_lose): the next step replaces it.
+        for worker, task in starts:
+            self._send(worker, task)
+        for worker, task in kills:
+            if worker.task is task and worker.state != GONE:
+                self._lose(worker, None)
         workers, retiring, objects, due = roster.wait_set()
         timeout = None if due is None else max(0.0, due - time.monotonic())
         ready = set(wait([self._wakeup_r, *objects], timeout))
@@ -349,6 +348,7 @@ class ProcessPool(AdmittingPool):
         runs a canceled task: kill it, fail its task (unless canceled).
         The next step starts a replacement."""
         starting = self._roster.kill(worker)
+        self._wake()  # the next step starts its replacement
         process = worker.process
         with self._lock:
             task = worker.task
