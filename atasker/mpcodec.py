@@ -48,7 +48,7 @@ def safe_repr(value: object) -> str:
     """``repr(value)``, or a placeholder if that raises (user code)."""
     try:
         return repr(value)
-    except BaseException:
+    except BaseException:  # a user __repr__ may raise anything
         return f"<{type(value).__qualname__} object (repr failed)>"
 
 
@@ -56,7 +56,7 @@ def format_exception(exc: BaseException) -> str:
     """The traceback text of ``exc``; never raises, whatever ``__str__`` does."""
     try:
         return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    except BaseException:
+    except BaseException:  # formatting calls user __str__
         return f"{type(exc).__qualname__} (its traceback could not be formatted)\n"
 
 
@@ -72,10 +72,10 @@ def pickle_payload(
     """
     try:
         return pickle.dumps((target, args, kwargs), pickle.HIGHEST_PROTOCOL)
-    except BaseException as exc:
+    except BaseException as exc:  # __reduce__ is user code
         try:
             pickle.dumps(target, pickle.HIGHEST_PROTOCOL)
-        except BaseException:
+        except BaseException:  # the same user code again
             raise TypeError(
                 f"target {safe_repr(target)} cannot be pickled for a process "
                 f"task: it must be a function defined at the top level of an "
@@ -91,7 +91,7 @@ def pickle_payload(
 def _describe(exc: BaseException) -> str:
     try:
         text = str(exc)
-    except BaseException:
+    except BaseException:  # user __str__
         text = ""
     return f"{type(exc).__qualname__}: {text}" if text else type(exc).__qualname__
 
@@ -104,7 +104,7 @@ def encode_outcome(ok: bool, value: Any, traceback_text: str | None = None) -> b
     """
     try:
         return pickle.dumps((ok, value, traceback_text), pickle.HIGHEST_PROTOCOL)
-    except BaseException as exc:
+    except BaseException as exc:  # __reduce__ is user code
         what = "result" if ok else f"exception {safe_repr(value)}"
         error = TypeError(
             f"the task's {what} cannot be pickled to return it from the worker "
@@ -177,7 +177,7 @@ def decode_outcome(data: bytes, user_code: bool) -> Outcome:
         if user_code:  # pragma: no cover - _UserUnpickler never raises it
             raise TypeError("unreachable") from None
         raise
-    except BaseException as exc:
+    except BaseException as exc:  # __setstate__ and imports are user code
         error = TypeError(
             f"the task's outcome cannot be unpickled in the parent: {_describe(exc)}"
         )

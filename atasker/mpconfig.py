@@ -61,7 +61,7 @@ def check_options(
         for name, value in (("initializer", initializer), ("initargs", initargs)):
             try:
                 pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-            except BaseException as exc:
+            except BaseException as exc:  # __reduce__ is user code
                 raise TypeError(
                     f"{name} cannot be pickled to send it to worker processes: "
                     f"{type(exc).__qualname__}: {exc}"

@@ -271,7 +271,7 @@ class SubprocessLauncher:
                 pass_fds=(child_fd, self._lifeline_r),
                 stdin=subprocess.DEVNULL,
             )
-        except BaseException:
+        except BaseException:  # forget the descriptors, then re-raise
             child_sock.close()
             conn.close()
             with _fds_lock:
@@ -342,7 +342,7 @@ class ContextLauncher:
         )
         try:
             process.start()
-        except BaseException:
+        except BaseException:  # forget the descriptor, then re-raise
             with _fds_lock:
                 _parent_fds.discard(parent_conn.fileno())
             parent_conn.close()

@@ -51,7 +51,7 @@ class UserCodeThread:
                 return
             try:
                 job()
-            except BaseException:
+            except BaseException:  # user code must not end this thread
                 logger.exception("a process task's callback failed")
             del job
 

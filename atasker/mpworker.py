@@ -93,7 +93,7 @@ def _load_main() -> None:
         else:
             assert _main_path is not None
             namespace = runpy.run_path(_main_path, run_name="__mp_main__")
-    except BaseException as exc:
+    except BaseException as exc:  # the script is user code
         del sys.modules["__mp_main__"]
         where = _main_name or _main_path
         raise RuntimeError(
@@ -128,7 +128,7 @@ def _run_tasks(conn: Connection) -> None:
             target, args, kwargs = _PayloadUnpickler(io.BytesIO(payload)).load()
             del payload
             message = encode_outcome(True, target(*args, **kwargs))
-        except BaseException as exc:
+        except BaseException as exc:  # the task's outcome, whatever it is
             message = encode_outcome(False, exc, format_exception(exc))
         try:
             conn.send_bytes(message)
@@ -145,7 +145,7 @@ def _initialize(
         if initializer is not None:
             try:
                 initializer(*initargs)
-            except BaseException as exc:
+            except BaseException as exc:  # the initializer is user code
                 conn.send_bytes(pickle.dumps((INIT_FAILED, format_exception(exc))))
                 return False
         conn.send_bytes(READY)
@@ -195,7 +195,7 @@ def bootstrap(sock_fd: int, lifeline_fd: int) -> None:
     # The initializer is pickled apart: unpickling it may import user code.
     try:
         initializer, initargs = _PayloadUnpickler(io.BytesIO(setup["init"])).load()
-    except BaseException as exc:
+    except BaseException as exc:  # unpickling may import user code
         with contextlib.suppress(OSError):
             conn.send_bytes(pickle.dumps((INIT_FAILED, format_exception(exc))))
         return

@@ -196,9 +196,12 @@ class ProcessPool(AdmittingPool):
         try:
             while self._step():
                 pass
-        except BaseException as exc:
+        except BaseException as exc:  # a bug of ours: fail every task we hold
             logger.exception("the process pool's manager failed; the pool is broken")
-            self._break(exc)
+            try:
+                self._break(exc)
+            except BaseException:  # nothing is left to do but say so
+                logger.exception("the broken process pool could not fail its tasks")
 
     def _step(self) -> bool:
         """One round: start workers and tasks, wait for an event, handle it."""
@@ -323,7 +326,7 @@ class ProcessPool(AdmittingPool):
         try:
             tag, text = pickle.loads(message)  # our own (str, str)
             assert tag == INIT_FAILED
-        except Exception:
+        except Exception:  # not our message: say so
             text = f"unexpected start-up message {message[:100]!r}"
         self._lose(
             worker,

@@ -125,6 +125,7 @@ def test_workers_that_cannot_start_break_the_pool(
     assert sup._mp_pool.broken is not None
     with pytest.raises(ProcessPoolBrokenError):  # new tasks fail at once
         mp(mptasks.add, sup)(1, 1).get(0.5)
+    monkeypatch.undo()  # the new pool's workers get the usual start timeout
     sup.create_mp_pool(processes=1)  # a new pool
     alive(sup)
 
