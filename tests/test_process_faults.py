@@ -218,24 +218,34 @@ def test_manager_failure_fails_every_task_it_held(make_supervisor, tmp_path) -> 
     "user's; passes once the record's internal wake-ups skip `defer`",
     strict=False,
 )
-def test_slow_callback_does_not_delay_co_mp_apply(pool) -> None:
+def test_slow_callback_does_not_delay_co_mp_apply(pool, tmp_path) -> None:
     import asyncio
+    import os
 
     from atasker import co_mp_apply
 
     release = threading.Event()
     entered = threading.Event()
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
 
     def slow(result):
         entered.set()
         release.wait(WAIT)
 
     async def other():
-        return await co_mp_apply(mptasks.add, args=(1, 2), supervisor=pool)
+        awaiting = asyncio.ensure_future(
+            co_mp_apply(mptasks.read_fifo, args=(str(gate),), supervisor=pool)
+        )
+        # Returns once the task runs, so `awaiting` waits on its record (the
+        # loop step that submitted the task has ended): only then end it.
+        writer = await asyncio.get_running_loop().run_in_executor(None, gate.open, "w")
+        writer.close()
+        return await asyncio.wait_for(awaiting, 2)
 
     try:
         mp(mptasks.add, pool, callback=slow)(1, 1).get(WAIT)
         assert entered.wait(WAIT)
-        assert asyncio.run(asyncio.wait_for(other(), 2)) == 3
+        assert asyncio.run(other()) == ""
     finally:
         release.set()
