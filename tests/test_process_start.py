@@ -145,33 +145,48 @@ def _gone(pid: int) -> bool:
         os.close(handle)
 
 
-def test_fork_context_retired_workers_exit(tmp_path) -> None:
+def test_fork_context_workers_hold_no_sibling_pipe(tmp_path) -> None:
+    # A forked worker that kept the parent's end of a sibling's pipe would
+    # keep that sibling from seeing EOF when it is retired.
     result = run(
         tmp_path,
         """
-        import os, select
-        import mptasks
-        from atasker import TaskSupervisor, background_task, TT_MP
+        import os
+        from atasker import TaskSupervisor
+
+        def inodes(pid):
+            found = set()
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    found.add(os.stat(f"/proc/{pid}/fd/{fd}").st_ino)
+                except OSError:
+                    pass
+            return found
 
         if __name__ == "__main__":
             sup = TaskSupervisor("forked")
-            sup.create_mp_pool(processes=2, maxtasksperchild=1, context="fork")
+            sup.create_mp_pool(processes=3, context="fork")
             sup.start()
-            pids = [background_task(mptasks.pid, tt=TT_MP, supervisor=sup)().get(20)
-                    for _ in range(6)]
-            for pid in pids:
-                try:
-                    handle = os.pidfd_open(pid)
-                except ProcessLookupError:
-                    continue
-                assert select.select([handle], [], [], 10)[0], "a retired worker lives"
-                os.close(handle)
-            print("OK", len(set(pids)))
+            pool = sup._mp_pool
+            roster = getattr(pool, "_roster", pool)
+            assert not hasattr(pool, "wait_workers") or pool.wait_workers(3, 20)
+            workers = list(getattr(roster, "workers", None) or roster._workers)
+            ends = {}
+            for w in workers:
+                conn = w.process.conn if hasattr(w.process, "conn") else w.conn
+                ends[w.process.pid] = os.fstat(conn.fileno()).st_ino
+            held = [
+                (pid, other)
+                for pid in ends
+                for other, inode in ends.items()
+                if inode in inodes(pid)
+            ]
+            print("HELD", held)
             sup.stop()
         """,
     )
     assert result.returncode == 0, result.stderr
-    assert "OK 6" in result.stdout
+    assert "HELD []" in result.stdout
 
 
 def test_os_fork_child_closes_the_pools_descriptors(tmp_path) -> None:
