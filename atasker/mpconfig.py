@@ -39,8 +39,12 @@ def check_options(
     initargs: Any = (),
     maxtasksperchild: Any = None,
     context: Any = None,
+    default_context: Any = None,
 ) -> PoolOptions:
     """Check ``create_mp_pool()``'s arguments.
+
+    ``default_context`` (the supervisor's ``mp_context``) applies when
+    ``context`` is None: with ``"fork"`` nothing needs to be picklable.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -55,7 +59,7 @@ def check_options(
     check_callable(initializer, "initializer", allow_none=True)
     if not isinstance(initargs, (tuple, list)):
         raise TypeError(f"initargs must be a tuple or a list; got {initargs!r}")
-    resolved = resolve_context(context)
+    resolved = resolve_context(context if context is not None else default_context)
     if resolved is None or resolved.get_start_method() != "fork":
         # Sent to every worker: refuse now what cannot travel.
         for name, value in (("initializer", initializer), ("initargs", initargs)):

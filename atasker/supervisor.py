@@ -258,7 +258,7 @@ class TaskSupervisor(JobSchedulerRegistry):
             RuntimeError: a process pool that is not broken already runs.
         """
         options = check_options(
-            processes, initializer, initargs, maxtasksperchild, context
+            processes, initializer, initargs, maxtasksperchild, context, self.mp_context
         )
         with self._state_lock:
             old = self._mp_pool

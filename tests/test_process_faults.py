@@ -169,6 +169,8 @@ def test_bad_pool_arguments_are_refused_at_the_call(make_supervisor) -> None:
         sup.create_mp_pool(context="nope")
     with pytest.raises(TypeError, match="pool_size"):
         sup.set_mp_pool(pool_size="2")
+    sup.mp_context = "fork"  # a forked worker needs nothing pickled
+    sup.create_mp_pool(initializer=lambda: None)
 
 
 def test_start_does_not_wait_for_workers(make_supervisor, monkeypatch) -> None:
