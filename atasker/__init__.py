@@ -32,6 +32,7 @@ from .errors import (
     TaskTimeoutError,
     WaitTimeoutError,
     WorkerLostError,
+    WorkerNotRunningError,
 )
 from .jobs import AsyncJob, AsyncJobScheduler
 from .local import LocalProxy, g, set_debug
@@ -88,6 +89,7 @@ __all__ = [
     "TaskTimeoutError",
     "WaitTimeoutError",
     "WorkerLostError",
+    "WorkerNotRunningError",
     "background_task",
     "background_worker",
     "co_apply",

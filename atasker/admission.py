@@ -13,8 +13,11 @@ The limit grows as the priority rises, so if the head (the highest priority,
 oldest task) may not start, nothing behind it may either: checking the head
 alone is exact, and nothing is scanned.
 
-Neither class here locks: the pool that owns them holds its lock around every
-call.
+Each queue and heap has an owner, the container a record names in its
+``_container`` field while it is held (the pool, or the timer): a record is
+live here exactly while that field is the owner. Nothing here locks: the
+owner holds its lock around every call. The pools' shared base class is in
+:mod:`atasker.pool`.
 """
 
 from __future__ import annotations
@@ -22,28 +25,55 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import threading
-import time
 from collections import deque
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from .constants import PRIORITIES, TASK_CRITICAL, TASK_HIGH, TASK_LOW, TASK_NORMAL
-from .task import TaskInfo
+from .constants import (
+    PRIORITIES,
+    TASK_CRITICAL,
+    TASK_HIGH,
+    TASK_LOW,
+    TASK_NORMAL,
+    TASK_STATUS_DELAYED,
+    TASK_STATUS_QUEUED,
+)
+from .task import Container, TaskInfo
+
+if TYPE_CHECKING:
+    from .pool import AdmittingPool as AdmittingPool
 
 # Canceled records stay in a queue or heap until they reach its head (removing
 # one from the middle is O(n)). Rebuild once they are this many and more than
 # half of it, so the garbage is bounded and the rebuild cost is amortised.
+# What stays is the bare record: a final record has dropped its target,
+# arguments and payload, and a canceled one has no result.
 COMPACT_MIN_GARBAGE = 1024
 
 
-class TaskHeap:
-    """A heap of ``(key, sequence, task)``; FIFO among equal keys.
+def __getattr__(name: str) -> Any:
+    # AdmittingPool lived here; it moved to atasker.pool (which imports this
+    # module, hence the lazy import).
+    if name == "AdmittingPool":
+        from .pool import AdmittingPool
 
-    Removal is lazy: :meth:`discard` marks the record, :meth:`peek` and
-    :meth:`pop` skip marked entries.
+        return AdmittingPool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class TaskHeap:
+    """A heap of ``(key, sequence, task)`` of DELAYED records; FIFO among
+    equal keys.
+
+    Removal is lazy: :meth:`discard` clears the record's container,
+    :meth:`peek` and :meth:`pop` skip entries that are no longer ours.
+
+    Args:
+        owner: the container records name while they are here.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, owner: Container) -> None:
+        self._owner = owner
         self._entries: list[tuple[float, int, TaskInfo]] = []
         self._sequence = itertools.count()
         self._garbage = 0
@@ -52,30 +82,37 @@ class TaskHeap:
         return len(self._entries) - self._garbage
 
     def push(self, key: float, task: TaskInfo) -> bool:
-        """Add ``task``; True if it is now the head."""
-        task.in_heap = True
+        """Add ``task``; True if it is now the head.
+
+        A record canceled meanwhile is not added (see :meth:`ReadyQueue.push`).
+        """
+        task._container = self._owner
+        if task.status != TASK_STATUS_DELAYED:
+            task._container = None
+            return False
         entry = (key, next(self._sequence), task)
         heapq.heappush(self._entries, entry)
         return self._entries[0] is entry
 
     def discard(self, task: TaskInfo) -> bool:
         """Forget ``task`` if it is still here; True if it was."""
-        if not task.in_heap:
+        owner = self._owner
+        if task._container is not owner:
             return False
-        task.in_heap = False
+        task._container = None
         self._garbage += 1
         if self._garbage >= COMPACT_MIN_GARBAGE and self._garbage * 2 > len(
             self._entries
         ):
-            self._entries = [e for e in self._entries if e[2].in_heap]
+            self._entries = [e for e in self._entries if e[2]._container is owner]
             heapq.heapify(self._entries)
             self._garbage = 0
         return True
 
     def peek(self) -> tuple[float, TaskInfo] | None:
         """The head's key and record, or None if empty."""
-        entries = self._entries
-        while entries and not entries[0][2].in_heap:
+        entries, owner = self._entries, self._owner
+        while entries and entries[0][2]._container is not owner:
             heapq.heappop(entries)
             self._garbage -= 1
         if not entries:
@@ -86,15 +123,15 @@ class TaskHeap:
     def pop(self) -> TaskInfo:
         """Remove and return the head; call after :meth:`peek` found one."""
         task = heapq.heappop(self._entries)[2]
-        task.in_heap = False
+        task._container = None
         return task
 
     def drain(self) -> Iterator[TaskInfo]:
         """Remove every record, yielding the live ones."""
         entries, self._entries, self._garbage = self._entries, [], 0
         for _, _, task in entries:
-            if task.in_heap:
-                task.in_heap = False
+            if task._container is self._owner:
+                task._container = None
                 yield task
 
 
@@ -105,9 +142,13 @@ class ReadyQueue:
     of ``(priority, sequence, task)``, with O(1) push and pop and no tuple
     per task (a 50,000-task backlog made heap operations a measurable part
     of each task's cost). Removal is lazy, as in :class:`TaskHeap`.
+
+    Args:
+        owner: the container records name while they are here.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, owner: Container) -> None:
+        self._owner = owner
         self._fifos: dict[int, deque[TaskInfo]] = {
             priority: deque() for priority in sorted(PRIORITIES)
         }
@@ -118,22 +159,34 @@ class ReadyQueue:
     def __len__(self) -> int:
         return self._live
 
-    def push(self, task: TaskInfo) -> None:
-        """Add ``task`` behind the others of its priority."""
-        task.in_heap = True
+    def push(self, task: TaskInfo) -> bool:
+        """Add ``task`` behind the others of its priority; False if it was
+        canceled meanwhile (it is not added).
+
+        The container is written before the status is read, and a cancel
+        writes the status before it reads the container: one of the two sees
+        the other, so a record canceled at this moment is either not added
+        or removed by the cancel (which waits for the owner's lock).
+        """
+        task._container = self._owner
+        if task.status != TASK_STATUS_QUEUED:
+            task._container = None
+            return False
         self._fifos[task.priority].append(task)
         self._live += 1
+        return True
 
     def discard(self, task: TaskInfo) -> bool:
         """Forget ``task`` if it is still here; True if it was."""
-        if not task.in_heap:
+        owner = self._owner
+        if task._container is not owner:
             return False
-        task.in_heap = False
+        task._container = None
         self._live -= 1
         self._garbage += 1
         if self._garbage >= COMPACT_MIN_GARBAGE and self._garbage > self._live:
             for fifo in self._in_order:
-                kept = [t for t in fifo if t.in_heap]
+                kept = [t for t in fifo if t._container is owner]
                 fifo.clear()
                 fifo.extend(kept)
             self._garbage = 0
@@ -141,10 +194,11 @@ class ReadyQueue:
 
     def peek(self) -> TaskInfo | None:
         """The oldest task of the highest priority, or None if empty."""
+        owner = self._owner
         for fifo in self._in_order:
             while fifo:
                 task = fifo[0]
-                if task.in_heap:
+                if task._container is owner:
                     return task
                 fifo.popleft()
                 self._garbage -= 1
@@ -153,16 +207,17 @@ class ReadyQueue:
     def pop(self, task: TaskInfo) -> None:
         """Remove ``task``, the head that :meth:`peek` returned."""
         self._fifos[task.priority].popleft()
-        task.in_heap = False
+        task._container = None
         self._live -= 1
 
     def drain(self) -> list[TaskInfo]:
         """Remove every task; return the live ones in order."""
-        live = [t for fifo in self._in_order for t in fifo if t.in_heap]
+        owner = self._owner
+        live = [t for fifo in self._in_order for t in fifo if t._container is owner]
         for fifo in self._in_order:
             fifo.clear()
         for task in live:
-            task.in_heap = False
+            task._container = None
         self._live = self._garbage = 0
         return live
 
@@ -170,15 +225,23 @@ class ReadyQueue:
 class Admission:
     """The ready queue of one pool and its reserve limits.
 
+    Args:
+        owner: the pool (what queued records name as their container).
+        pool_size, reserve_normal, reserve_high: the reserve rule.
+
     Attributes:
         running: tasks admitted and not yet released.
         queued: live tasks in the ready queue, by priority.
     """
 
     def __init__(
-        self, pool_size: int = 0, reserve_normal: int = 0, reserve_high: int = 0
+        self,
+        owner: Container,
+        pool_size: int = 0,
+        reserve_normal: int = 0,
+        reserve_high: int = 0,
     ) -> None:
-        self.ready = ReadyQueue()
+        self.ready = ReadyQueue(owner)
         self.running = 0
         self.queued = dict.fromkeys(PRIORITIES, 0)
         self._limits: dict[int, float] = {}
@@ -196,10 +259,13 @@ class Admission:
             TASK_CRITICAL: math.inf,
         }
 
-    def push(self, task: TaskInfo) -> None:
-        """Queue ``task`` in (priority, arrival) order."""
-        self.ready.push(task)
+    def push(self, task: TaskInfo) -> bool:
+        """Queue ``task`` in (priority, arrival) order; False if it was
+        canceled meanwhile (not queued)."""
+        if not self.ready.push(task):
+            return False
         self.queued[task.priority] += 1
+        return True
 
     def discard(self, task: TaskInfo) -> None:
         """Forget a queued task that was canceled."""
@@ -234,53 +300,3 @@ class Admission:
         """Remove and return every queued task (supervisor stop)."""
         self.queued = dict.fromkeys(PRIORITIES, 0)
         return self.ready.drain()
-
-
-class AdmittingPool:
-    """What the thread and process pools share: one lock, one Admission,
-    whether tasks are accepted, and waiting for the queue to drain.
-
-    Subclasses notify ``_drained`` whenever a slot frees while
-    ``_accepting`` is False.
-    """
-
-    def __init__(self, pool_size: int, reserve_normal: int, reserve_high: int) -> None:
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._admission = Admission(pool_size, reserve_normal, reserve_high)
-        self._accepting = True
-
-    def queued(self) -> dict[int, int]:
-        """Tasks waiting for a slot, by priority."""
-        with self._lock:
-            return dict(self._admission.queued)
-
-    def discard(self, task: TaskInfo) -> None:
-        """Forget a queued task that was canceled."""
-        with self._lock:
-            self._admission.discard(task)
-            if not self._accepting:
-                self._drained.notify_all()
-
-    def close(self, cancel_queued: bool) -> list[TaskInfo]:
-        """Stop accepting tasks.
-
-        Args:
-            cancel_queued: also take every queued task out.
-
-        Returns:
-            The tasks taken out; the caller cancels them.
-        """
-        with self._lock:
-            self._accepting = False
-            return self._admission.drain() if cancel_queued else []
-
-    def _wait_drained_locked(self, deadline: float | None, own: int = 0) -> None:
-        """Wait (lock held) until nothing is queued and at most ``own``
-        tasks run, or until ``deadline`` (``time.monotonic()``; None: never)."""
-        self._accepting = False
-        while len(self._admission.ready) or self._admission.running > own:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return
-            self._drained.wait(remaining)

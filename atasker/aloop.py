@@ -8,6 +8,8 @@
     stop(wait, cancel)    ──> in the loop: wait for (or cancel) its tasks; then
                               loop.stop(); the thread closes async generators
                               and the default executor, closes the loop; join
+                              (not from the loop's own thread: the loop stops
+                              once the caller's callback returns)
 
 Readiness is handed back through a ``concurrent.futures.Future``, so
 ``start()`` returns only once the loop runs, and nothing polls for it. A
@@ -21,16 +23,38 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import time
+import weakref
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .constants import TASK_NORMAL, TT_COROUTINE
+from .errors import WaitTimeoutError
 from .task import TaskInfo
 
-if TYPE_CHECKING:
-    from .supervisor import TaskSupervisor
-
 logger = logging.getLogger("atasker")
+
+# Seconds a stop waits past its deadline for tasks it cancelled to end, then
+# for the loop's thread to close the loop.
+STOP_GRACE = 1.0
+
+# asyncio tasks of coroutine tasks whose cancel() was asked: such a record
+# ends CANCELED even if its coroutine swallows the CancelledError.
+_cancel_requested: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+
+
+class TaskOwner(Protocol):
+    """What an ALoop needs of its supervisor."""
+
+    id: str
+
+    def submit(
+        self,
+        target: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        **options: Any,
+    ) -> TaskInfo: ...
 
 
 class ALoop:
@@ -43,9 +67,7 @@ class ALoop:
         daemon: run the thread as a daemon thread.
     """
 
-    def __init__(
-        self, name: str, supervisor: TaskSupervisor, daemon: bool = False
-    ) -> None:
+    def __init__(self, name: str, supervisor: TaskOwner, daemon: bool = False) -> None:
         self.name = name
         self.supervisor = supervisor
         self.daemon = daemon
@@ -62,6 +84,10 @@ class ALoop:
         """True while the loop runs."""
         loop = self._loop
         return loop is not None and loop.is_running()
+
+    def is_active(self) -> bool:
+        """True while the loop runs (atasker 0.7's call)."""
+        return self.active
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         """The asyncio loop.
@@ -115,8 +141,8 @@ class ALoop:
 
         Raises:
             RuntimeError: called from the loop's own thread, or not started.
-            TimeoutError: ``timeout`` seconds passed (the coroutine is
-                cancelled).
+            WaitTimeoutError: ``timeout`` seconds passed (the coroutine is
+                cancelled); a ``TimeoutError``.
         """
         try:
             self._refuse_own_thread("ALoop.run()")
@@ -129,7 +155,9 @@ class ALoop:
             return future.result(timeout)
         except concurrent.futures.TimeoutError as exc:
             future.cancel()
-            raise TimeoutError(f"aloop {self.name!r}: not done in {timeout} s") from exc
+            raise WaitTimeoutError(
+                f"aloop {self.name!r}: not done in {timeout} s"
+            ) from exc
 
     def background_task(
         self, coro: Coroutine[Any, Any, Any], priority: int = TASK_NORMAL
@@ -148,28 +176,54 @@ class ALoop:
         )
 
     def stop(self, wait: bool | float = True, cancel_tasks: bool = False) -> None:
-        """Stop the loop and join its thread.
+        """Stop the loop and join its thread; it may be started again.
 
         Args:
             wait: True waits for the loop's tasks; seconds waits that long,
                 then cancels what still runs; False cancels them at once.
+                A stop with seconds returns within about that many.
             cancel_tasks: cancel the loop's tasks at once.
+
+        From the loop's own thread (a coroutine or callback on it) the stop
+        cannot wait for itself: the loop stops once the caller is done, and
+        this returns at once.
         """
+        timeout = None if wait is True else 0.0 if wait is False else float(wait)
+        self._stop(
+            None if timeout is None else time.monotonic() + timeout,
+            cancel_tasks or wait is False,
+        )
+
+    def _stop(self, deadline: float | None, cancel: bool) -> None:
+        """Stop by ``deadline`` (``time.monotonic()``; None: no limit)."""
         with self._lock:
             loop, thread = self._loop, self._thread
             if loop is None or thread is None:
                 return
             self._loop = self._thread = None
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        drain = _drain_and_stop(remaining, cancel)
+        try:
+            asyncio.run_coroutine_threadsafe(drain, loop)
+        except RuntimeError:  # the loop is closed: its thread is ending
+            drain.close()
         if threading.current_thread() is thread:
-            raise RuntimeError(f"aloop {self.name!r} cannot stop from its own thread")
-        timeout = None if wait is True else 0.0 if wait is False else float(wait)
-        if loop.is_running():
-            drained = asyncio.run_coroutine_threadsafe(
-                _drain(timeout, cancel_tasks or wait is False), loop
+            return
+        if deadline is None:
+            thread.join()
+            return
+        thread.join(max(0.0, deadline - time.monotonic()) + 2 * STOP_GRACE)
+        if thread.is_alive():
+            logger.warning(
+                "aloop %s: its thread did not end in time (a task ignores "
+                "cancellation, or blocks the loop)",
+                self.name,
             )
-            drained.result()
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join()
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child the loop's thread does not exist: forget it."""
+        self._lock = threading.Lock()
+        self._loop = self._thread = None
 
 
 RESERVED_NAME = "__supervisor__"
@@ -271,12 +325,20 @@ class AloopRegistry:
         with self._aloops_lock:
             return dict(self._aloops)
 
-    def _stop_aloops(self, wait: bool | float, cancel_tasks: bool) -> None:
-        aloops = list(self.get_aloops().values())
+    def _stop_aloops(self, deadline: float | None, cancel_tasks: bool) -> None:
+        """Stop every aloop by ``deadline``; the supervisor's own last, with
+        its tasks (worker drivers still waiting) cancelled."""
+        for aloop in self.get_aloops().values():
+            aloop._stop(deadline, cancel_tasks)
         if self._own_aloop is not None:
-            aloops.append(self._own_aloop)
-        for aloop in aloops:
-            aloop.stop(wait=wait, cancel_tasks=cancel_tasks)
+            self._own_aloop._stop(deadline, True)
+
+    def _reset_aloops_after_fork(self) -> None:
+        """In a forked child: no aloop's thread exists; each can start again."""
+        self._aloops_lock = threading.Lock()
+        for aloop in [*self._aloops.values(), self._own_aloop]:
+            if aloop is not None:
+                aloop._reset_after_fork()
 
     def resolve_loop(self, loop: Any) -> asyncio.AbstractEventLoop:
         """The asyncio loop a coroutine task runs on: ``loop`` is an aloop
@@ -313,26 +375,33 @@ def _given(coro: Coroutine[Any, Any, Any]) -> Coroutine[Any, Any, Any]:
     return coro
 
 
-async def _drain(timeout: float | None, cancel: bool) -> None:
+async def _drain_and_stop(timeout: float | None, cancel: bool) -> None:
     """Wait for (or cancel) every other task of the running loop, including
-    tasks those start meanwhile; past ``timeout`` seconds, cancel them.
+    tasks those start meanwhile; past ``timeout`` seconds, cancel them; then
+    stop the loop.
 
-    A task that swallows its cancellation and runs on keeps this waiting.
+    A task that swallows its cancellation gets STOP_GRACE seconds more; then
+    the loop stops all the same.
     """
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     current = asyncio.current_task()
-    while True:
-        tasks = {t for t in asyncio.all_tasks() if t is not current}
-        if not tasks:
-            return
-        if cancel or (deadline is not None and loop.time() >= deadline):
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-            continue
-        remaining = None if deadline is None else deadline - loop.time()
-        await asyncio.wait(tasks, timeout=remaining)
+    try:
+        while True:
+            tasks = {t for t in asyncio.all_tasks() if t is not current}
+            if not tasks:
+                return
+            if cancel or (deadline is not None and loop.time() >= deadline):
+                for task in tasks:
+                    task.cancel()
+                _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
+                if pending:
+                    return
+                continue
+            remaining = None if deadline is None else deadline - loop.time()
+            await asyncio.wait(tasks, timeout=remaining)
+    finally:
+        loop.stop()
 
 
 def schedule_coroutine(task: TaskInfo, loop: asyncio.AbstractEventLoop) -> None:
@@ -352,19 +421,25 @@ def schedule_coroutine(task: TaskInfo, loop: asyncio.AbstractEventLoop) -> None:
 async def _run_coroutine(task: TaskInfo) -> None:
     # The asyncio task is the handle cancel() uses once the record is STARTED.
     task.handle = asyncio.current_task()
+    # Read before the start: a final record has dropped them (target None).
+    target, args, kwargs = task.target, task.args, task.kwargs
     if not task.set_started():
         task.handle = None
         _close_coroutines(task.args)  # canceled before it could start
         return
     try:
-        result = await task.target(*task.args, **task.kwargs)
+        assert target is not None
+        result = await target(*args, **kwargs)
     except asyncio.CancelledError:
         task.set_canceled()
         raise
     except BaseException as exc:
         task.set_exception(exc)
     else:
-        task.set_result(result)
+        if task.handle in _cancel_requested:
+            task.set_canceled()  # cancel() said True: it swallowed the cancel
+        else:
+            task.set_result(result)
 
 
 def _close_coroutines(args: tuple[Any, ...]) -> None:
@@ -375,12 +450,19 @@ def _close_coroutines(args: tuple[Any, ...]) -> None:
 
 
 def cancel_coroutine(task: TaskInfo) -> bool:
-    """Cancel the asyncio task of a started coroutine task."""
+    """Cancel the asyncio task of a started coroutine task.
+
+    Returns:
+        True: the record will end CANCELED (even if the coroutine swallows
+        the CancelledError and returns).
+    """
     handle = task.handle
     if not isinstance(handle, asyncio.Task):
         return False
+    _cancel_requested.add(handle)
     try:
         handle.get_loop().call_soon_threadsafe(handle.cancel)
     except RuntimeError:  # the loop is closed
+        _cancel_requested.discard(handle)
         return False
     return True

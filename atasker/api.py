@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any, Callable, overload
 
 from .constants import TASK_NORMAL, TT_COROUTINE, TT_MP, TT_THREAD
+from .errors import WaitTimeoutError
 from .processpool import accepts_task_id
 from .supervisor import TaskSupervisor, task_supervisor
 from .task import TaskInfo
@@ -165,11 +166,17 @@ def wait_completed(
         The task's result for one record; a list of results, in order, for
         several.
 
+    A pool thread that waits for tasks of its own pool lends its slot while
+    it waits (see :meth:`TaskInfo.wait`).
+
     Raises:
-        TimeoutError: not all finished within ``timeout``.
+        WaitTimeoutError: not all finished within ``timeout`` (both the
+            builtin TimeoutError and concurrent.futures.TimeoutError).
         TaskCancelledError: a task was canceled (the first, in order).
         BaseException: what the first failed task (in order) raised.
-        TypeError: ``tasks`` holds something that is not a task record.
+        TypeError: ``tasks`` holds something that is not a task record, or
+            ``timeout`` is not a number.
+        ValueError: ``timeout`` is negative or NaN.
     """
     timeout = check_timeout(timeout, "timeout")
     if isinstance(tasks, TaskInfo):
@@ -184,7 +191,7 @@ def wait_completed(
     for record in records:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         if not record.wait(remaining):
-            raise TimeoutError(
+            raise WaitTimeoutError(
                 f"{sum(not r.done() for r in records)} of {len(records)} tasks "
                 f"not completed within {timeout} s"
             )
@@ -204,7 +211,8 @@ async def co_mp_apply(
 
     Awaitable from any running asyncio loop. Cancelling the awaiting
     coroutine cancels the task (a running one has its worker process
-    terminated).
+    terminated). As with :func:`background_task`, ``f`` gets the task's id
+    in ``_task_id`` if its signature takes it (by name or ``**kwargs``).
 
     Args:
         f: a function at the top level of an importable module.
@@ -258,5 +266,6 @@ async def _apply(
         tt=tt,
         time_limit=time_limit,
         name=_default_name(f) if callable(f) else None,
+        pass_task_id=tt == TT_MP and callable(f) and accepts_task_id(f),
     )
     return await task

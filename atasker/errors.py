@@ -73,3 +73,7 @@ class ProcessPoolBrokenError(BrokenProcessPool):
     """The process pool cannot run tasks: its workers keep failing to start
     (or its manager ended). Every queued and new process task fails with it;
     ``create_mp_pool()`` makes a new pool. The cause is ``__cause__``."""
+
+
+class WorkerNotRunningError(RuntimeError):
+    """An item was put to a worker that is not started (or was stopped)."""

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .aloop import ALoop, AloopRegistry
-from .validation import check_callable, check_delay
+from .interval import next_tick
+from .validation import check_callable, check_count, check_delay
 
 logger = logging.getLogger("atasker")
 
@@ -37,27 +38,43 @@ class AsyncJob:
         target, args, kwargs: what runs at each tick.
         interval: seconds between ticks.
         delay_before: seconds before the first tick.
+        number: runs to make, then the job ends; 0: no limit.
         runs: completed runs so far.
+        canceled: True once canceled (or ended by ``number``).
     """
 
     def __init__(
         self,
+        scheduler: AsyncJobScheduler,
         target: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         interval: float,
         delay_before: float | None,
+        number: int = 0,
     ) -> None:
+        self.scheduler = scheduler
         self.target = target
         self.args = args
         self.kwargs = kwargs
         self.interval = interval
         self.delay_before = delay_before
+        self.number = number
         self.runs = 0
         self.canceled = False
         self._next = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._running: asyncio.Task[None] | None = None
+
+    @property
+    def active(self) -> bool:
+        """True until the job is canceled or has made its ``number`` of runs."""
+        return not self.canceled
+
+    def cancel(self) -> None:
+        """Cancel the job (aiosched's call): no more ticks; a run in progress
+        is cancelled."""
+        self.scheduler.cancel_job(self)
 
     def __repr__(self) -> str:
         name = getattr(self.target, "__qualname__", repr(self.target))
@@ -100,26 +117,46 @@ class AsyncJobScheduler:
         kwargs: dict[str, Any] | None = None,
         interval: float | None = None,
         delay_before: float | None = None,
+        timer: float | None = None,
+        number: int = 0,
     ) -> AsyncJob:
         """Schedule ``target(*args, **kwargs)`` every ``interval`` seconds.
 
+        Args:
+            target: a coroutine function, or a function (run in the loop's
+                default executor).
+            interval: seconds between runs.
+            delay_before: seconds before the first run.
+            timer: aiosched's option: the first run is ``timer`` seconds from
+                now, and ``timer`` is the interval too unless ``interval`` is
+                given.
+            number: make this many runs, then end the job; 0: no limit.
+
         Raises:
-            TypeError: target not callable, interval or delay not a number.
-            ValueError: interval not > 0, delay_before negative.
+            TypeError: target not callable, interval, delay, timer or number
+                not a number.
+            ValueError: interval not > 0, delay_before or timer negative,
+                number negative.
         """
         check_callable(target, "target")
+        timer = check_delay(timer, "timer")
+        if interval is None and timer:
+            interval = timer
         if isinstance(interval, bool) or not isinstance(interval, (int, float)):
             raise TypeError(f"interval must be a number of seconds; got {interval!r}")
         if not math.isfinite(interval) or interval <= 0:
             raise ValueError(
                 f"interval must be a finite number of seconds > 0; got {interval!r}"
             )
+        delay_before = check_delay(delay_before, "delay_before")
         job = AsyncJob(
+            self,
             target,
             tuple(args),
             dict(kwargs or {}),
             float(interval),
-            check_delay(delay_before, "delay_before"),
+            (delay_before or 0.0) + (timer or 0.0) or None,
+            check_count(number, "number"),
         )
         with self._lock:
             self._jobs.add(job)
@@ -127,6 +164,14 @@ class AsyncJobScheduler:
         if active:
             self.aloop.get_loop().call_soon_threadsafe(self._arm_first, job)
         return job
+
+    def create_threadsafe(self, target: Callable[..., Any], **options: Any) -> AsyncJob:
+        """aiosched's name for :meth:`create_job` (thread-safe, as all are)."""
+        return self.create_job(target, **options)
+
+    def cancel(self, job: AsyncJob) -> None:
+        """aiosched's name for :meth:`cancel_job`."""
+        self.cancel_job(job)
 
     def cancel_job(self, job: AsyncJob) -> None:
         """Stop ``job``: no more ticks; a run in progress is cancelled."""
@@ -177,17 +222,19 @@ class AsyncJobScheduler:
         finally:
             job._running = None
         job.runs += 1
+        if job.number and job.runs >= job.number:
+            self._end(job)
         if job.canceled:
             return
         # The next tick of the schedule still ahead: missed ticks are skipped.
-        now = loop.time()
-        next_tick = job._next + job.interval
-        if next_tick <= now:
-            next_tick += math.ceil((now - next_tick) / job.interval) * job.interval
-            if next_tick <= now:
-                next_tick += job.interval
-        job._next = next_tick
-        job._timer = loop.call_at(next_tick, self._tick, job)
+        job._next = next_tick(job._next, job.interval, loop.time())
+        job._timer = loop.call_at(job._next, self._tick, job)
+
+    def _end(self, job: AsyncJob) -> None:
+        """``job`` made its ``number`` of runs."""
+        with self._lock:
+            self._jobs.discard(job)
+        job.canceled = True
 
     @staticmethod
     def _cancel_in_loop(job: AsyncJob) -> None:
@@ -277,15 +324,20 @@ class JobSchedulerRegistry(AloopRegistry):
         kwargs: dict[str, Any] | None = None,
         interval: float | None = None,
         delay_before: float | None = None,
+        timer: float | None = None,
+        number: int = 0,
     ) -> AsyncJob:
         """Run ``target`` every ``interval`` seconds on a scheduler (the
-        default one if None); see :meth:`AsyncJobScheduler.create_job`."""
+        default one if None); see :meth:`AsyncJobScheduler.create_job` (for
+        ``timer`` and ``number`` too)."""
         return self._job_scheduler(scheduler).create_job(
             target,  # type: ignore[arg-type]
             args=args,
             kwargs=kwargs,
             interval=interval,
             delay_before=delay_before,
+            timer=timer,
+            number=number,
         )
 
     def cancel_async_job(

@@ -36,7 +36,6 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
-from .admission import AdmittingPool
 from .constants import TASK_CRITICAL
 from .errors import ProcessPoolBrokenError, ProcessPoolStartError
 from .mpcodec import INIT_FAILED, READY, NeedsUserCode, RemoteTraceback, decode_outcome
@@ -61,6 +60,7 @@ from .mproster import (
     start_error,
 )
 from .mpthreads import UserCodeThread
+from .pool import AdmittingPool, Deadline
 from .task import TaskInfo
 
 logger = logging.getLogger("atasker")
@@ -337,10 +337,8 @@ class ProcessPool(AdmittingPool):
         """The worker's task is over: free its slot; make it idle, or retire it."""
         with self._lock:
             if worker.task is not None:
-                self._admission.release()
+                self._slot_freed_locked()
             retire = self._roster.task_done_locked(worker)
-            if not self._accepting:
-                self._drained.notify_all()
         if retire:
             # It sees EOF and exits (the roster joins it when its sentinel
             # fires); its replacement starts in the next step.
@@ -356,11 +354,9 @@ class ProcessPool(AdmittingPool):
         with self._lock:
             task = worker.task
             if task is not None:
-                self._admission.release()
+                self._slot_freed_locked()
             worker.task = None
             self._roster.remove_locked(worker, starting)
-            if not self._accepting:
-                self._drained.notify_all()
             ending = self._roster.ending
         close_connection(process.conn)
         process.close()
@@ -381,7 +377,7 @@ class ProcessPool(AdmittingPool):
     # Shutdown, interpreter exit, fork
     # ------------------------------------------------------------------
 
-    def shutdown(self, deadline: float | None) -> list[TaskInfo]:
+    def shutdown(self, deadline: Deadline) -> list[TaskInfo]:
         """Let queued and running tasks finish until ``deadline``, then end
         every worker process and the pool's threads.
 
@@ -403,7 +399,8 @@ class ProcessPool(AdmittingPool):
         with self._lock:
             dropped += [w.task for w in self._roster.workers if w.task is not None]
         self._roster.end()
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        current = deadline() if callable(deadline) else deadline
+        remaining = None if current is None else max(0.0, current - time.monotonic())
         self._decoder.close(remaining)
         self._callbacks.close(remaining)
         release_fd(self._wakeup_r)

@@ -2,9 +2,12 @@
 
 Unfinished records are kept until they finish. Finished ones are kept in
 finish order for look-up and dropped oldest first once there are more than
-``keep_finished`` or they are older than ``keep_finished_age`` seconds. The
-pruning happens when a task finishes, so no thread sweeps the store and
-memory stays flat however many tasks run.
+``keep_finished`` or they are older than ``keep_finished_age`` seconds
+(``keep_finished=0`` keeps none: a finished task is then looked up as None,
+as atasker 0.7 documents). The pruning happens when a task finishes, so no
+thread sweeps the store and memory stays flat however many tasks run. A
+record dropped here is referenced by nothing of the package's: its result
+goes with it once the user drops their handles.
 """
 
 from __future__ import annotations
@@ -60,6 +63,12 @@ class TaskRegistry:
                 return  # refused before it was accepted: not counted
             self._outcomes[task.status] += 1
             finished = self._finished
+            # A reused id: drop the old record first, so the new one goes to
+            # the end (assigning to an existing key keeps its old place, and
+            # the store must stay in finish order for the age check).
+            finished.pop(task.id, None)
+            if self.keep_finished <= 0:
+                return  # nothing kept: get() of a finished task is None
             finished[task.id] = task
             while len(finished) > self.keep_finished:
                 finished.popitem(last=False)

@@ -1,5 +1,5 @@
-"""TaskSupervisor: configuration, lifecycle, look-up, and the wiring between
-the task records, the timer and the pools.
+"""TaskSupervisor: the lifecycle, and the wiring between the task records,
+the timer and the pools.
 
 ::
 
@@ -12,51 +12,50 @@ the task records, the timer and the pools.
     record final ──> _task_finished: registry, counters, log, callback
 
 Creating a supervisor starts nothing; ``start()`` creates the pool (and the
-timer thread starts with the first delayed task).
+timer thread starts with the first delayed task). Starting and stopping are
+the transitions of one state machine (see lifecycle.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import itertools
 import logging
-import os
 import threading
-import time
-import types
 import uuid
 from typing import Any, Callable, Union
 
 from .aloop import cancel_coroutine, schedule_coroutine
 from .constants import (
-    PRIORITIES,
     TASK_NORMAL,
-    TASK_STATUS_CANCELED,
-    TASK_STATUS_DELAYED,
-    TASK_STATUS_QUEUED,
-    TASK_STATUS_STARTED,
     TT_COROUTINE,
     TT_MP,
     TT_THREAD,
 )
 from .errors import SupervisorNotRunningError
+from .info import TaskLookup
 from .jobs import JobSchedulerRegistry
+from .lifecycle import RUNNING, Lifecycle, StopRequest, interrupts_atasker_code, track
 from .mpcodec import accepts_task_id, pickle_payload
 from .mpconfig import ProcessPoolSettings, check_options
 from .processpool import ProcessPool
+from .queuewait import QueueWaitReports
 from .registry import TaskRegistry
-from .task import TaskInfo, current_task
+from .schedulers import SchedulerRegistry
+from .task import TaskInfo
+from .threadconfig import ThreadPoolConfig
 from .threadpool import ThreadPool
 from .timer import Timer
 from .validation import (
+    check_args,
     check_callable,
     check_count,
     check_delay,
+    check_kwargs,
     check_priority,
     check_task_type,
     check_time_limit,
     check_timeout,
+    check_wait,
 )
 
 logger = logging.getLogger("atasker")
@@ -66,13 +65,13 @@ DEFAULT_POOL_SIZE = 15
 DEFAULT_RESERVE_NORMAL = 5
 DEFAULT_RESERVE_HIGH = 5
 DEFAULT_POLL_DELAY = 0.1
-DEFAULT_TIMEOUT_WARNING = 5.0
-DEFAULT_TIMEOUT_CRITICAL = 10.0
 
 Wait = Union[bool, float]
 
 
-class TaskSupervisor(JobSchedulerRegistry):
+class TaskSupervisor(
+    TaskLookup, QueueWaitReports, ThreadPoolConfig, JobSchedulerRegistry
+):
     """Owns the pools, the timer and the records of one set of tasks.
 
     Args:
@@ -96,19 +95,16 @@ class TaskSupervisor(JobSchedulerRegistry):
     def __init__(
         self,
         supervisor_id: str | None = None,
-        keep_finished: int = 10000,
+        keep_finished: int = 0,
         keep_finished_age: float | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
         reserve_normal: int = DEFAULT_RESERVE_NORMAL,
         reserve_high: int = DEFAULT_RESERVE_HIGH,
+        exit_wait: Wait = True,
     ) -> None:
         super().__init__()
         self.id = str(supervisor_id) if supervisor_id is not None else uuid.uuid4().hex
         self.poll_delay = DEFAULT_POLL_DELAY
-        self.timeout_warning: float | None = DEFAULT_TIMEOUT_WARNING
-        self.timeout_warning_func: Callable[[TaskInfo], Any] | None = None
-        self.timeout_critical: float | None = DEFAULT_TIMEOUT_CRITICAL
-        self.timeout_critical_func: Callable[[TaskInfo], Any] | None = None
         self.log_exceptions = True
         self._registry = TaskRegistry(
             check_count(keep_finished, "keep_finished"),
@@ -118,17 +114,14 @@ class TaskSupervisor(JobSchedulerRegistry):
         # than a uuid4 per task and unique across supervisors and restarts.
         self._id_prefix = uuid.uuid4().hex[:12]
         self._id_numbers = itertools.count(1)
+        check_wait(exit_wait, "exit_wait")  # checked now, used at exit
+        self.exit_wait = exit_wait
+        self._lifecycle = Lifecycle(self.id)
+        # Configuration and the current pools; taken inside the lifecycle's
+        # lock, never around it.
         self._state_lock = threading.RLock()
-        self._stopped = threading.Event()
-        self._stopped.set()
-        self._active = False
         self._pool: ThreadPool | None = None
         self._timer: Timer | None = None
-        self.pool_size = 0
-        self.reserve_normal = 0
-        self.reserve_high = 0
-        self.min_size: int | str = 0
-        self.max_size: int | None = None
         self.mp_pool_size = 0
         self.mp_reserve_normal = 0
         self.mp_reserve_high = 0
@@ -139,66 +132,44 @@ class TaskSupervisor(JobSchedulerRegistry):
         # start() builds it.
         self._mp_options: ProcessPoolSettings | None = None
         self._mp_pool: ProcessPool | None = None
-        # Workers and other schedulers -> the future of their loop() (or None).
-        self._schedulers: dict[Any, concurrent.futures.Future[Any] | None] = {}
+        # Workers and other schedulers; stop() stops them.
+        self._schedulers = SchedulerRegistry(
+            lambda: self._supervisor_aloop().get_loop()
+        )
         self.set_thread_pool(
             pool_size=pool_size,
             reserve_normal=reserve_normal,
             reserve_high=reserve_high,
         )
+        track(self)
 
     def __repr__(self) -> str:
-        return f"<TaskSupervisor id={self.id!r} active={self._active}>"
+        return f"<TaskSupervisor id={self.id!r} {self._lifecycle.state}>"
+
+    @property
+    def _active(self) -> bool:
+        return self._lifecycle.state == RUNNING
+
+    @property
+    def mp_pool(self) -> ProcessPool | None:
+        """The process pool while one runs, else None.
+
+        Setting it (atasker 0.7 let a ``multiprocessing.Pool`` be assigned)
+        raises TypeError: use :meth:`create_mp_pool`.
+        """
+        return self._mp_pool
+
+    @mp_pool.setter
+    def mp_pool(self, pool: Any) -> None:
+        raise TypeError(
+            f"supervisor {self.id}: assigning mp_pool ({pool!r}) is not supported: "
+            "call create_mp_pool(processes=..., initializer=..., ...) to set up "
+            "the process pool (atasker runs its own, crash-proof workers)"
+        )
 
     # ------------------------------------------------------------------
     # Configuration
     # ------------------------------------------------------------------
-
-    def set_thread_pool(
-        self,
-        pool_size: int | None = None,
-        reserve_normal: int | None = None,
-        reserve_high: int | None = None,
-        min_size: int | str | None = None,
-        max_size: int | None = None,
-    ) -> None:
-        """Configure the thread pool; works before and while running.
-
-        Args:
-            pool_size: LOW tasks run while fewer than this run; 0: unlimited.
-            reserve_normal: extra slots NORMAL (and higher) tasks may use.
-            reserve_high: extra slots HIGH tasks may use on top of those.
-                CRITICAL tasks always start, growing the pool past max_size.
-            min_size: threads started with the pool and kept when idle;
-                ``'max'`` for max_size.
-            max_size: most threads for non-CRITICAL tasks. Default: the larger
-                of ``cpu_count * 5`` and ``pool_size + reserves``.
-        Raises:
-            TypeError, ValueError: an argument is not an int >= 0.
-        """
-        with self._state_lock:
-            self.pool_size, self.reserve_normal, self.reserve_high = _reserve_rule(
-                (self.pool_size, self.reserve_normal, self.reserve_high),
-                (pool_size, reserve_normal, reserve_high),
-            )
-            if max_size is not None:
-                if check_count(max_size, "max_size") < 1:
-                    raise ValueError(f"max_size must be >= 1; got {max_size!r}")
-                self.max_size = max_size
-            if min_size is not None:
-                if min_size != "max":
-                    check_count(min_size, "min_size")
-                self.min_size = min_size
-            if self._pool is not None:
-                self._pool.configure(
-                    self.pool_size,
-                    self.reserve_normal,
-                    self.reserve_high,
-                    self._min_threads(),
-                    self._max_threads(),
-                )
-
-    set_config = set_thread_pool  # atasker's older name
 
     def set_mp_pool(
         self,
@@ -271,7 +242,7 @@ class TaskSupervisor(JobSchedulerRegistry):
             self._mp_options = self._mp_settings
             if old is not None:
                 self._mp_pool = None
-                for task in old.shutdown(time.monotonic()):
+                for task in old.shutdown(None):  # broken: nothing runs
                     task.set_canceled()
             if self._active:
                 self._start_mp_pool()
@@ -283,21 +254,6 @@ class TaskSupervisor(JobSchedulerRegistry):
         self._mp_pool = pool
         return pool
 
-    def _max_threads(self) -> int:
-        if self.max_size is not None:
-            return self.max_size
-        default = (os.cpu_count() or 1) * 5
-        if self.pool_size:
-            return max(
-                default, self.pool_size + self.reserve_normal + self.reserve_high
-            )
-        return default
-
-    def _min_threads(self) -> int:
-        if self.min_size == "max":
-            return self._max_threads()
-        return min(int(self.min_size), self._max_threads())
-
     # ------------------------------------------------------------------
     # Lifecycle
     # ------------------------------------------------------------------
@@ -305,15 +261,28 @@ class TaskSupervisor(JobSchedulerRegistry):
     @property
     def active(self) -> bool:
         """True between ``start()`` and ``stop()``."""
-        return self._active
+        return self._lifecycle.state == RUNNING
 
-    def start(self) -> None:
-        """Start the pool. Calling it on a started supervisor does nothing."""
+    def start(self, daemon: bool | None = None) -> None:
+        """Start the pools. Calling it on a started supervisor does nothing.
+
+        During a stop it waits until the stop is done, then starts afresh.
+
+        Args:
+            daemon: accepted for atasker 0.7 compatibility; the supervisor's
+                threads never keep the interpreter alive.
+
+        Raises:
+            RuntimeError: called from one of the supervisor's own threads
+                while it stops (it would wait for itself).
+        """
+        self._lifecycle.start(self._start_components)
+
+    def _start_components(self) -> None:
+        """Build the timer and the pools (the lifecycle's lock is held)."""
         with self._state_lock:
-            if self._active:
-                return
-            self._timer = Timer(f"supervisor_{self.id}_timer", self._task_due)
-            self._pool = ThreadPool(
+            timer = Timer(f"supervisor_{self.id}_timer", self._task_due)
+            pool = ThreadPool(
                 f"supervisor_{self.id}_pool_",
                 self._run_thread_task,
                 pool_size=self.pool_size,
@@ -322,22 +291,21 @@ class TaskSupervisor(JobSchedulerRegistry):
                 min_size=self._min_threads(),
                 max_size=self._max_threads(),
             )
+            self._pool, self._timer = pool, timer
             if self._mp_options is not None:
                 try:
                     self._start_mp_pool()
                 except BaseException:
-                    self._pool.shutdown(None)
+                    pool.shutdown(None)
                     self._pool = self._timer = None
                     raise
-            self._active = True
-            self._stopped.clear()
-            logger.info(
-                "supervisor %s started, thread pool: %s + %s RN + %s RH",
-                self.id,
-                self.pool_size,
-                self.reserve_normal,
-                self.reserve_high,
-            )
+        logger.info(
+            "supervisor %s started, thread pool: %s + %s RN + %s RH",
+            self.id,
+            self.pool_size,
+            self.reserve_normal,
+            self.reserve_high,
+        )
 
     def stop(
         self,
@@ -347,6 +315,14 @@ class TaskSupervisor(JobSchedulerRegistry):
     ) -> None:
         """Stop accepting tasks, finish or cancel the queued ones, end the threads.
 
+        Safe from any thread. From one of the supervisor's own threads (a
+        task, a callback, a coroutine task, a worker's executor) or from a
+        signal handler that interrupted atasker code, the stop goes on in a
+        thread of its own and this returns at once; :meth:`block` returns
+        when it is done. A stop() while another runs joins it (an earlier
+        deadline or ``cancel_tasks`` makes it more urgent) and returns when
+        that stop is done.
+
         Args:
             wait: True waits for queued and running tasks; a number waits that
                 many seconds at most; False does not wait. Queued tasks still
@@ -355,91 +331,130 @@ class TaskSupervisor(JobSchedulerRegistry):
                 interpreter from exiting. Every aloop is stopped too (its
                 tasks waited for until the deadline, then cancelled).
             stop_schedulers: first stop every started worker (and other
-                registered scheduler) and cancel every async job.
+                registered scheduler) and cancel every async job; with False
+                their loops are cancelled with the supervisor's.
             cancel_tasks: cancel every queued task, and every aloop's
                 tasks, at once.
 
         Delayed tasks are always canceled: they had not entered the queue.
         """
-        deadline = _deadline(wait)
-        if stop_schedulers:
-            self._stop_schedulers(wait is not False)
+        deadline = check_wait(wait)
+        if interrupts_atasker_code():
+            # A signal handler: the code it interrupted may hold any of our
+            # locks. Take none in this thread.
+            threading.Thread(
+                target=self._stop,
+                args=(deadline, stop_schedulers, cancel_tasks),
+                name=f"supervisor_{self.id}_stop",
+                daemon=True,
+            ).start()
+            return
+        self._stop(deadline, stop_schedulers, cancel_tasks)
+
+    def _stop(
+        self, deadline: float | None, stop_schedulers: bool, cancel_tasks: bool
+    ) -> None:
+        if not self._lifecycle.stop(
+            deadline, cancel_tasks, stop_schedulers, self._stop_components
+        ):
+            # Not running: aloops may run all the same (0.7 let them start first).
+            self._stop_aloops(deadline, cancel_tasks)
+
+    def _stop_components(self, request: StopRequest) -> None:
+        """The stop itself (STOPPING); every wait keeps to the request's deadline."""
+        if request.stop_schedulers:
+            self._stop_schedulers(request.deadline())
             self._stop_job_schedulers()
         with self._state_lock:
-            if not self._active:
-                self._stop_aloops(wait, cancel_tasks)
-                return
-            self._active = False
             pool, timer, mp_pool = self._pool, self._timer, self._mp_pool
         assert pool is not None and timer is not None
-        dropped = [*timer.stop(), *pool.close(cancel_tasks)]
+        dropped = [*timer.stop(), *pool.close(request.cancel_tasks)]
         if mp_pool is not None:
-            dropped += mp_pool.close(cancel_tasks)
+            dropped += mp_pool.close(request.cancel_tasks)
         for task in dropped:
             task.set_canceled()
+        request.on_hurry(lambda: self._hurry(request, pool, mp_pool))
+        # Workers left running (stop_schedulers=False) end before their loops.
+        self._stop_schedulers(request.deadline())
         # Coroutines may await thread or process tasks, which still run.
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        self._stop_aloops(True if remaining is None else remaining, cancel_tasks)
+        self._stop_aloops(request.deadline(), request.cancel_tasks)
         # Both pools drain towards the same deadline; the process pool also
         # ends its worker processes, so it goes last.
-        for task in pool.shutdown(deadline):
+        for task in pool.shutdown(request.deadline):
             task.set_canceled()
         if mp_pool is not None:
-            for task in mp_pool.shutdown(deadline):
+            for task in mp_pool.shutdown(request.deadline()):
                 task.set_canceled()
-            with self._state_lock:
-                self._mp_pool = None  # a restart makes a new one
-        if wait is not False:
-            pool.join(deadline)
-        self._stopped.set()
-        logger.info("supervisor %s stopped", self.id)
+        pool.join(request.deadline())
+        with self._state_lock:
+            self._pool = self._timer = None
+            self._mp_pool = None  # a restart makes a new one
+
+    @staticmethod
+    def _hurry(
+        request: StopRequest, pool: ThreadPool, mp_pool: ProcessPool | None
+    ) -> None:
+        """A later stop() made this one more urgent."""
+        pools: list[Any] = [pool] if mp_pool is None else [pool, mp_pool]
+        for each in pools:
+            if request.cancel_tasks:
+                for task in each.close(True):
+                    task.set_canceled()
+            hurry = getattr(each, "hurry", None)
+            if hurry is not None:
+                hurry()
+
+    def block(self) -> None:
+        """Block the calling thread until the supervisor is stopped (at once
+        if it never started)."""
+        self._lifecycle.wait_stopped()
+
+    def _stop_at_exit(self) -> None:
+        """Interpreter exit: stop as ``stop(wait=exit_wait)`` would."""
+        self.stop(wait=self.exit_wait)
+
+    def _after_fork_in_child(self) -> None:
+        """In a child made by os.fork(): no thread of ours exists here. Leave
+        a stopped supervisor, with the same configuration, that can start."""
+        self._lifecycle.reset_after_fork()
+        self._state_lock = threading.RLock()
+        self._pool = self._timer = None
+        self._mp_pool = None
+        self._registry = TaskRegistry(
+            self._registry.keep_finished, self._registry.keep_finished_age
+        )
+        self._reset_aloops_after_fork()
+        self._schedulers = SchedulerRegistry(
+            lambda: self._supervisor_aloop().get_loop()
+        )
+
+    # The scheduler registry (atasker.schedulers) ----------------------
 
     def register_scheduler(self, scheduler: Any) -> bool:
         """Register a scheduler (atasker's call): its ``loop()`` coroutine, if
         it has one, runs on the supervisor's own loop, and ``stop()`` of the
         supervisor calls its ``stop()``."""
-        future = None
-        if callable(getattr(scheduler, "loop", None)):
-            loop = self._supervisor_aloop().get_loop()
-            future = asyncio.run_coroutine_threadsafe(scheduler.loop(), loop)
-        with self._state_lock:
-            self._schedulers[scheduler] = future
-        return True
+        return self._schedulers.register(scheduler)
 
     def unregister_scheduler(self, scheduler: Any) -> bool:
         """Forget a scheduler (its ``loop()`` is cancelled); False if unknown."""
-        with self._state_lock:
-            if scheduler not in self._schedulers:
-                return False
-            future = self._schedulers.pop(scheduler)
-        if future is not None:
-            future.cancel()
-        return True
+        return self._schedulers.unregister(scheduler)
 
     def register_sync_scheduler(self, scheduler: Any) -> bool:
         """Register a scheduler that runs on its own; ``stop()`` stops it."""
-        with self._state_lock:
-            self._schedulers.setdefault(scheduler, None)
-        return True
+        return self._schedulers.register_sync(scheduler)
 
     unregister_sync_scheduler = unregister_scheduler
 
-    def get_schedulers(self) -> list[Any]:
-        """The registered schedulers (started workers among them)."""
-        with self._state_lock:
-            return list(self._schedulers)
+    def get_schedulers(self) -> dict[Any, Any]:
+        """The registered schedulers (started workers among them): scheduler
+        -> the future of its ``loop()``, or None."""
+        return self._schedulers.get()
 
-    def _stop_schedulers(self, wait: bool) -> None:
-        for scheduler in self.get_schedulers():
-            try:
-                scheduler.stop(wait=wait)
-            except Exception:
-                logger.exception("stopping scheduler %r failed", scheduler)
-            self.unregister_scheduler(scheduler)
-
-    def block(self) -> None:
-        """Block the calling thread until the supervisor is stopped."""
-        self._stopped.wait()
+    def _stop_schedulers(self, deadline: float | None) -> None:
+        """Stop every scheduler by ``deadline`` (``time.monotonic()``; None:
+        no limit)."""
+        self._schedulers.stop_schedulers(deadline)
 
     # ------------------------------------------------------------------
     # Tasks
@@ -475,8 +490,8 @@ class TaskSupervisor(JobSchedulerRegistry):
         check_callable(target, "target")
         return self.submit(
             target,
-            tuple(args),
-            dict(kwargs) if kwargs else {},
+            check_args(args),
+            check_kwargs(kwargs),
             priority=priority,
             delay=delay,
             tt=tt,
@@ -520,13 +535,17 @@ class TaskSupervisor(JobSchedulerRegistry):
         """
         if not checked:
             check_callable(target, "target")
+            if not isinstance(args, tuple):
+                args = check_args(args)
+            if type(kwargs) is not dict or not all(type(k) is str for k in kwargs):
+                kwargs = check_kwargs(kwargs)
             priority = check_priority(priority)
             delay = check_delay(delay)
             tt = check_task_type(tt)
             check_callable(callback, "callback", allow_none=True)
             time_limit = check_time_limit(time_limit, tt)
         pool, timer = self._pool, self._timer
-        if not self._active or pool is None or timer is None:
+        if pool is None or timer is None or not self._active:
             raise SupervisorNotRunningError(
                 f"supervisor {self.id} is not running: call start() first"
             )
@@ -558,18 +577,24 @@ class TaskSupervisor(JobSchedulerRegistry):
         else:
             submit = pool.submit
         self._registry.add(task)
-        accepted = timer.schedule(task, delay) if delay else submit(task)
+        try:
+            accepted = timer.schedule(task, delay) if delay else submit(task)
+        except BaseException:
+            self._registry.remove(task)
+            raise
         if not accepted:
             self._registry.remove(task)
             raise SupervisorNotRunningError(f"supervisor {self.id} is stopping")
         return task
 
-    def _start_coroutine(self, task: TaskInfo) -> bool:
-        """Schedule a coroutine task on its loop (``task.handle``)."""
-        try:
-            schedule_coroutine(task, task.handle)
-        except RuntimeError:
-            return False
+    @staticmethod
+    def _start_coroutine(task: TaskInfo) -> bool:
+        """Schedule a coroutine task on its loop (``task.handle``).
+
+        Raises:
+            RuntimeError: the loop is closed (says which).
+        """
+        schedule_coroutine(task, task.handle)
         return True
 
     def _mp_submitter(self) -> Callable[[TaskInfo], bool]:
@@ -582,99 +607,6 @@ class TaskSupervisor(JobSchedulerRegistry):
                 mp_pool = self._mp_pool or self._start_mp_pool()
         return mp_pool.submit
 
-    def mark_task_completed(
-        self, task: TaskInfo | str | None = None, task_id: str | None = None
-    ) -> bool:
-        """Mark a running task completed (atasker's call; idempotent).
-
-        Args:
-            task: the record or its id; None: the task running in this thread.
-            task_id: the id, as atasker passes it in ``_task_id``.
-
-        Returns:
-            True if the task was found (whether or not it was already final).
-        """
-        record: TaskInfo | None
-        if isinstance(task, TaskInfo):
-            record = task
-        elif task is not None or task_id is not None:
-            record = self._registry.get(str(task if task is not None else task_id))
-        else:
-            record = current_task()
-        if record is None:
-            return False
-        if record.status == TASK_STATUS_STARTED:
-            record.set_result(None)
-        return True
-
-    def get_task(self, task_id: TaskInfo | str) -> TaskInfo | None:
-        """The record with ``task_id`` while it is kept; else None."""
-        if isinstance(task_id, TaskInfo):
-            task_id = task_id.id
-        return self._registry.get(str(task_id))
-
-    def get_tasks(self, tt: int | None = None) -> list[TaskInfo]:
-        """Unfinished records (queued, delayed, running), of type ``tt`` if given."""
-        tasks = self._registry.active()
-        if tt is None:
-            return tasks
-        return [task for task in tasks if task.tt == tt]
-
-    def get_info(self) -> types.SimpleNamespace:
-        """A snapshot of the supervisor's state (atasker's fields and more).
-
-        Returns:
-            A namespace with ``id, active, started, thread_pool_size,
-            thread_reserve_normal, thread_reserve_high, thread_tasks`` (running
-            thread-task records), ``thread_tasks_count, mp_tasks`` (running
-            process-task records), ``mp_tasks_count, tasks`` (id ->
-            unfinished record), and ``thread_pool_threads, queued`` (priority
-            -> count), ``mp_pool_size, mp_reserve_normal, mp_reserve_high,
-            mp_queued, mp_pids`` (worker process ids), ``aloops`` (name ->
-            ALoop), ``default_aloop, async_job_schedulers, schedulers``
-            (started workers), ``delayed,
-            completed, failed, canceled, kept_finished``.
-        """
-        active = self._registry.active()
-        started = [t for t in active if t.status == TASK_STATUS_STARTED]
-        running = [t for t in started if t.tt == TT_THREAD]
-        mp_running = [t for t in started if t.tt == TT_MP]
-        pool, mp_pool = self._pool, self._mp_pool
-        registry = self._registry
-        queued = pool.queued() if pool is not None else dict.fromkeys(PRIORITIES, 0)
-        mp_queued = (
-            mp_pool.queued() if mp_pool is not None else dict.fromkeys(PRIORITIES, 0)
-        )
-        return types.SimpleNamespace(
-            id=self.id,
-            active=self._active,
-            started=self._active,
-            thread_pool_size=self.pool_size,
-            thread_reserve_normal=self.reserve_normal,
-            thread_reserve_high=self.reserve_high,
-            thread_pool_threads=pool.size if pool is not None else 0,
-            thread_tasks=running,
-            thread_tasks_count=len(running),
-            mp_pool_size=self.mp_pool_size,
-            mp_reserve_normal=self.mp_reserve_normal,
-            mp_reserve_high=self.mp_reserve_high,
-            mp_tasks=mp_running,
-            mp_tasks_count=len(mp_running),
-            mp_queued=mp_queued,
-            mp_pids=mp_pool.pids() if mp_pool is not None else [],
-            aloops=self.get_aloops(),
-            async_job_schedulers=self.get_async_job_schedulers(),
-            schedulers=self.get_schedulers(),
-            default_aloop=self.default_aloop,
-            tasks={t.id: t for t in active},
-            queued=queued,
-            delayed=sum(1 for t in active if t.status == TASK_STATUS_DELAYED),
-            completed=registry.completed,
-            failed=registry.failed,
-            canceled=registry.canceled,
-            kept_finished=registry.finished_count(),
-        )
-
     # ------------------------------------------------------------------
     # Callbacks from the timer, the pool and the records
     # ------------------------------------------------------------------
@@ -684,8 +616,10 @@ class TaskSupervisor(JobSchedulerRegistry):
         if not task.set_queued():
             return  # canceled meanwhile
         if task.tt == TT_COROUTINE:
-            if not self._start_coroutine(task):
-                task.set_exception(RuntimeError("the task's loop is closed"))
+            try:
+                self._start_coroutine(task)
+            except RuntimeError as exc:
+                task.set_exception(exc)
             return
         pool: ThreadPool | ProcessPool | None = (
             self._mp_pool if task.tt == TT_MP else self._pool
@@ -693,56 +627,19 @@ class TaskSupervisor(JobSchedulerRegistry):
         if pool is None or not pool.submit(task):
             task.set_canceled()  # stopping: accepted, so it must end
 
-    def _run_thread_task(self, task: TaskInfo) -> None:
-        """Pool thread: report a long queue wait, then run the task."""
-        waited = time.time() - task.time_queued
-        critical, warning = self.timeout_critical, self.timeout_warning
-        if critical is not None and waited > critical:
-            self._report_wait(
-                task, waited, logging.CRITICAL, self.timeout_critical_func
-            )
-        elif warning is not None and waited > warning:
-            self._report_wait(task, waited, logging.WARNING, self.timeout_warning_func)
-        task.run()
-
-    def _report_wait(
-        self,
-        task: TaskInfo,
-        waited: float,
-        level: int,
-        func: Callable[[TaskInfo], Any] | None,
-    ) -> None:
-        logger.log(
-            level,
-            "task %s (%s) started after %.3f s in the queue: "
-            "increase the pool size or reduce the load",
-            task.id,
-            task.name,
-            waited,
-        )
-        if func is not None:
-            try:
-                func(task)
-            except Exception:
-                logger.exception("timeout function %r failed", func)
-
     def _task_finished(self, task: TaskInfo, previous: int) -> None:
         """A record reached its final status (called under the record's lock:
-        only bookkeeping here, no user code)."""
-        if task.status == TASK_STATUS_CANCELED:
-            if previous == TASK_STATUS_QUEUED:
-                pool = self._mp_pool if task.tt == TT_MP else self._pool
-                if pool is not None:
-                    pool.discard(task)
-            elif previous == TASK_STATUS_DELAYED and self._timer is not None:
-                self._timer.discard(task)
+        only bookkeeping here, no user code; the record has left its queue)."""
         self._registry.finish(task)
 
     def _cancel_running(self, task: TaskInfo) -> bool:
         """Cancel a started task: a process or coroutine task, not a thread."""
-        mp_pool = self._mp_pool
-        if task.tt == TT_MP and mp_pool is not None:
-            return mp_pool.cancel_running(task)
+        if task.tt == TT_MP:
+            # The pool that runs it (set when it started), not the current
+            # one: a restart may have made another.
+            mp_pool = task.handle if isinstance(task.handle, ProcessPool) else None
+            mp_pool = mp_pool or self._mp_pool
+            return mp_pool.cancel_running(task) if mp_pool is not None else False
         if task.tt == TT_COROUTINE:
             return cancel_coroutine(task)
         return False
@@ -760,30 +657,6 @@ class TaskSupervisor(JobSchedulerRegistry):
                     task.exception.__traceback__,
                 ),
             )
-
-
-def _reserve_rule(
-    current: tuple[int, int, int], new: tuple[int | None, int | None, int | None]
-) -> tuple[int, int, int]:
-    """``(pool_size, reserve_normal, reserve_high)``: ``new`` where given
-    (checked to be ints >= 0), else ``current``."""
-    names = ("pool_size", "reserve_normal", "reserve_high")
-    pool_size, reserve_normal, reserve_high = (
-        old if value is None else check_count(value, name)
-        for old, value, name in zip(current, new, names)
-    )
-    return pool_size, reserve_normal, reserve_high
-
-
-def _deadline(wait: Any) -> float | None:
-    """``time.monotonic()`` deadline for ``stop(wait=...)``; None: no limit."""
-    if wait is True:
-        return None
-    if wait is False:
-        return time.monotonic()
-    seconds = check_timeout(wait, "wait")
-    assert seconds is not None
-    return time.monotonic() + seconds
 
 
 # The default supervisor: created at import, starts nothing until start().

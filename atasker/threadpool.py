@@ -22,6 +22,17 @@ acquire expires leaves if the pool has more than ``min_size`` threads. The
 race between that timeout and a hand-off is settled under the pool lock: a
 worker that finds it was handed a task after all acquires its lock (already
 released by the dispatcher) and runs it.
+
+Nested waits: a pool thread that blocks in ``wait``/``get`` on a thread task
+of its own supervisor calls :meth:`ThreadPool.begin_blocking`: its slot is
+lent to the queue and one more thread may start, until
+:meth:`ThreadPool.end_blocking`. So a task waiting for its child never
+deadlocks a full pool (for as long as it waits, the pool may run one task
+more than its limits).
+
+A worker holds no finished task: its first task travels in ``_Worker.task``
+(not in the Thread's arguments), and its reference to a task is dropped
+before it waits for the next one.
 """
 
 from __future__ import annotations
@@ -32,9 +43,8 @@ import threading
 import time
 from typing import Callable
 
-from .admission import AdmittingPool
-from .constants import TASK_CRITICAL
-from .task import TaskInfo
+from .pool import AdmittingPool, Deadline, IdleStack
+from .task import TaskInfo, _running
 
 logger = logging.getLogger("atasker")
 
@@ -76,7 +86,7 @@ class ThreadPool(AdmittingPool):
         super().__init__(pool_size, reserve_normal, reserve_high)
         self._name_prefix = name_prefix
         self._run_task = run_task
-        self._idle: list[_Worker] = []
+        self._idle: IdleStack[_Worker] = IdleStack()
         self._size = 0  # threads running a task or parked
         self._threads: set[threading.Thread] = set()
         self._numbers = itertools.count(1)
@@ -104,8 +114,8 @@ class ThreadPool(AdmittingPool):
             self._admission.configure(pool_size, reserve_normal, reserve_high)
             self.min_size = min_size
             self.max_size = max_size
-            spawn = self._dispatch_locked()
-            missing = max(0, min_size - self._size - len(spawn))
+            spawn = self._dispatch_locked()  # counts its threads in _size
+            missing = max(0, min_size - self._size)
             self._size += missing
         self._start_threads([*spawn, *[None] * missing])
 
@@ -123,7 +133,8 @@ class ThreadPool(AdmittingPool):
         with self._lock:
             if not self._accepting:
                 return False
-            self._admission.push(task)
+            if not self._admission.push(task):
+                return True  # canceled meanwhile: accepted, and already final
             spawn = self._dispatch_locked()
         if spawn:
             self._start_threads(spawn)
@@ -144,11 +155,8 @@ class ThreadPool(AdmittingPool):
                 worker.task = task
                 worker.wakeup.release()
                 continue
-            if self._size >= self.max_size:
-                # No thread to spare: only a CRITICAL head may grow the pool.
-                head = admission.admissible()
-                if head is None or head.priority != TASK_CRITICAL:
-                    break
+            if not self._may_grow_locked(self._size, self.max_size):
+                break
             task = admission.admit_next()
             if task is None:
                 break
@@ -157,12 +165,21 @@ class ThreadPool(AdmittingPool):
         return spawn
 
     def _start_threads(self, first_tasks: list[TaskInfo | None]) -> None:
-        """Start one thread per entry (``_size`` already counts them)."""
-        for task in first_tasks:
+        """Start one thread per entry (``_size`` already counts them).
+
+        A thread the OS refuses fails its task (which would otherwise wait
+        for a thread that may never come) and frees its slot, which may
+        admit the next queued task at once: an idle worker takes it, or
+        another thread is tried.
+        """
+        pending = list(reversed(first_tasks))
+        while pending:
+            task = pending.pop()
             worker = _Worker()
+            worker.task = task  # not the Thread's args: they outlive the task
             thread = threading.Thread(
                 target=self._work,
-                args=(worker, task),
+                args=(worker,),
                 name=f"{self._name_prefix}{next(self._numbers)}",
                 daemon=True,
             )
@@ -171,20 +188,47 @@ class ThreadPool(AdmittingPool):
             try:
                 thread.start()
             except RuntimeError as exc:  # the OS refused a thread
+                worker.task = None
                 with self._lock:
                     self._threads.discard(thread)
                     self._size -= 1
                     if task is not None:
-                        self._admission.release()
+                        self._slot_freed_locked()
+                    pending.extend(reversed(self._dispatch_locked()))
                 if task is not None and task.set_started():
                     task.set_exception(exc)
+            del task
+
+    # ------------------------------------------------------------------
+    # Nested waits
+    # ------------------------------------------------------------------
+
+    def begin_blocking(self) -> None:
+        """The calling pool thread blocks on a task of this pool: lend its
+        slot and let one more thread start, so the awaited task can run."""
+        with self._lock:
+            self._blocked += 1
+            self._slot_freed_locked()
+            spawn = self._dispatch_locked()
+        if spawn:
+            self._start_threads(spawn)
+
+    def end_blocking(self) -> None:
+        """The thread that blocked runs again: it takes its slot back (the
+        pool may run one task past its limits until a task ends) and the
+        extra thread retires when it frees up."""
+        with self._lock:
+            self._blocked -= 1
+            self._admission.running += 1
 
     # ------------------------------------------------------------------
     # Worker threads
     # ------------------------------------------------------------------
 
-    def _work(self, worker: _Worker, task: TaskInfo | None) -> None:
+    def _work(self, worker: _Worker) -> None:
+        _running.pool = self  # TaskInfo.wait lends this pool a slot
         try:
+            task, worker.task = worker.task, None
             if task is None:
                 task = self._park(worker)
             while task is not None:
@@ -192,6 +236,8 @@ class ThreadPool(AdmittingPool):
                     self._run_task(task)
                 except BaseException:  # run_task must not raise; keep the slot count
                     logger.exception("task runner failed for %s", task)
+                # Hold no finished task while waiting for the next one.
+                task = None
                 task = self._next(worker)
         finally:
             with self._lock:
@@ -201,16 +247,14 @@ class ThreadPool(AdmittingPool):
     def _next(self, worker: _Worker) -> TaskInfo | None:
         """Free the finished task's slot; return the next task, or None to exit."""
         with self._lock:
-            admission = self._admission
-            admission.release()
-            task = admission.admit_next()
+            self._slot_freed_locked()
+            task = self._admission.admit_next()
             if task is not None:
                 return task
-            if not self._accepting:
-                self._drained.notify_all()
-            if self._stopping or self._size > self.max_size:
+            if self._stopping or self._surplus_locked(self._size, self.max_size):
                 self._size -= 1
                 return None
+        return self._park(worker)
         return self._park(worker)
 
     def _park(self, worker: _Worker) -> TaskInfo | None:
@@ -220,7 +264,7 @@ class ThreadPool(AdmittingPool):
                 self._size -= 1
                 return None
             worker.idle = True
-            self._idle.append(worker)
+            self._idle.push(worker)
         while not worker.wakeup.acquire(timeout=self.idle_timeout):
             with self._lock:
                 if not worker.idle:
@@ -240,12 +284,13 @@ class ThreadPool(AdmittingPool):
     # Shutdown
     # ------------------------------------------------------------------
 
-    def shutdown(self, deadline: float | None) -> list[TaskInfo]:
+    def shutdown(self, deadline: Deadline) -> list[TaskInfo]:
         """Let queued tasks run until ``deadline``, then stop the threads.
 
         Args:
             deadline: ``time.monotonic()`` value to wait until; None waits for
-                ever.
+                ever; or a function returning the current deadline (see
+                :meth:`hurry`).
 
         Returns:
             The queued tasks that will not run; the caller cancels them.
@@ -256,12 +301,11 @@ class ThreadPool(AdmittingPool):
             self._wait_drained_locked(deadline, own)
             dropped = self._admission.drain()
             self._stopping = True
-            for worker in self._idle:
+            for worker in self._idle.take_all():
                 worker.idle = False
                 worker.task = None
                 self._size -= 1
                 worker.wakeup.release()
-            self._idle.clear()
         return dropped
 
     def join(self, deadline: float | None) -> None:

@@ -1,7 +1,9 @@
 """Timer: delayed tasks wait here, holding no pool slot, until they are due.
 
 One heap of ``(due, sequence, task)`` and one thread that sleeps on a
-Condition until the head is due. A new head (an earlier due time) wakes it; a
+Condition until the head is due. A record in the heap names the timer as its
+container, so its cancel removes it from this timer whatever the supervisor
+did since. A new head (an earlier due time) wakes it; a
 later one does not. The thread is started with the first delayed task, so a
 supervisor that never delays anything never has it.
 """
@@ -28,7 +30,7 @@ class Timer:
         self._thread_name = thread_name
         self._on_due = on_due
         self._condition = threading.Condition()
-        self._heap = TaskHeap()
+        self._heap = TaskHeap(self)
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -52,9 +54,11 @@ class Timer:
         return True
 
     def discard(self, task: TaskInfo) -> None:
-        """Forget a task that was canceled while it waited."""
+        """Forget a task that was canceled while it waited here (a task this
+        timer does not hold is left alone: the record names its container)."""
         with self._condition:
-            self._heap.discard(task)
+            if task._container is self:
+                self._heap.discard(task)
 
     def _run(self) -> None:
         condition = self._condition

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from .constants import PRIORITIES, TASK_TYPES, TT_MP
@@ -124,3 +126,49 @@ def check_time_limit(time_limit: Any, tt: int) -> float | None:
             "a thread cannot be stopped from outside"
         )
     return float(time_limit)
+
+
+def check_wait(wait: Any, argument: str = "wait") -> float | None:
+    """A ``time.monotonic()`` deadline for ``stop(wait=...)``: True (or None)
+    waits without limit, False not at all, a number that many seconds.
+
+    Raises:
+        TypeError, ValueError: not a bool, None or seconds >= 0.
+    """
+    if wait is True or wait is None:
+        return None
+    if wait is False:
+        return time.monotonic()
+    seconds = check_timeout(wait, argument)
+    assert seconds is not None
+    return time.monotonic() + seconds
+
+
+def check_args(args: Any) -> tuple[Any, ...]:
+    """The positional arguments of a task as a tuple.
+
+    Raises:
+        TypeError: not a tuple or a list.
+    """
+    if isinstance(args, tuple):
+        return args
+    if isinstance(args, list):
+        return tuple(args)
+    raise TypeError(
+        f"args must be a tuple (or list) of positional arguments; got {args!r}"
+    )
+
+
+def check_kwargs(kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments of a task as a new dict (None: none).
+
+    Raises:
+        TypeError: not a mapping with string keys.
+    """
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise TypeError(
+            f"kwargs must be a dict of keyword arguments (str keys); got {kwargs!r}"
+        )
+    return dict(kwargs)

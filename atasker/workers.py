@@ -1,22 +1,6 @@
-"""Workers: objects that run an executor again and again, on a condition.
-
-Every worker is driven by one coroutine on a loop (the supervisor's own
-``__supervisor__`` aloop; for an async executor, ``loop=`` or the default
-aloop)::
-
-    driver: wait for the next run  (queue item | event | interval tick | trigger)
-              │  a signalled wait: stop() cancels it at once, nothing polls
-              ▼
-            run the executor once:
-              sync executor   -> a thread task of the worker's priority, awaited
-              static run()    -> a process task; its result to process_result()
-              async executor  -> awaited on the driver's loop
-              │  the next wait starts only when the run is over: no overlap
-              ▼
-            False returned -> the worker stops; an exception -> on_error or log
-
-``stop()`` cancels the driver only while it waits; a run in progress is let
-finish (``stop(wait=True)`` waits for it).
+"""The kinds of worker: async, event, interval and queue workers, and the
+``background_worker`` decorator that picks one. The base class, its driver
+and its lifecycle are in :mod:`atasker.worker`.
 """
 
 from __future__ import annotations
@@ -25,352 +9,36 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import threading
-import uuid
-from collections.abc import Awaitable
+from collections.abc import Iterator
 from typing import Any, Callable, overload
 
-from .constants import TASK_NORMAL, TT_MP, TT_THREAD
-from .errors import SupervisorNotRunningError
-from .processpool import accepts_task_id
-from .supervisor import TaskSupervisor, task_supervisor
-from .task import current_task
-from .validation import check_callable, check_delay, check_priority
+from .interval import next_tick
+from .validation import check_callable, check_delay
+from .worker import BackgroundWorker, WorkerNotRunningError
+from .workerrun import process_pool_configured
 
 logger = logging.getLogger("atasker")
 
+# Seconds between runs of an interval worker given no schedule (atasker 0.7).
+DEFAULT_DELAY = 1.0
 
-class BackgroundWorker:
-    """Runs its executor in a loop, each run a thread task of its priority.
+__all__ = [
+    "BackgroundAsyncWorker",
+    "BackgroundEventWorker",
+    "BackgroundIntervalWorker",
+    "BackgroundQueueWorker",
+    "BackgroundWorker",
+    "WorkerNotRunningError",
+    "background_worker",
+    "process_pool_configured",
+]
 
-    The executor is ``func`` if given, else the ``run`` method (a static
-    ``run`` runs in the process pool; its result goes to
-    :meth:`process_result`). It is called with the arguments ``start()`` got,
-    plus ``_worker`` (this object), ``_name`` and ``o`` (``_name`` and
-    ``_task_id`` only, for a process executor, where the worker itself cannot
-    travel). Returning False stops the worker.
 
-    Args:
-        name: the worker's name (``worker_name`` is accepted too); default:
-            the executor's name.
-        func: the executor (``fn`` accepted too).
-        priority: the priority of each run's task.
-        o: any object, passed to the executor as ``o``.
-        on_error: called as ``on_error(**on_error_kwargs)`` when a run raises
-            (the exception is logged otherwise).
-        supervisor: the supervisor; the default one if None.
-        loop: async executors: an aloop name, an ALoop or an asyncio loop.
-        poll_delay, daemon: accepted for compatibility; nothing polls.
-    """
+class Triggered:
+    """What ``trigger()`` returns: done already, and awaitable."""
 
-    def __init__(
-        self,
-        name: str | None = None,
-        func: Callable[..., Any] | None = None,
-        priority: int = TASK_NORMAL,
-        o: Any = None,
-        on_error: Callable[..., Any] | None = None,
-        on_error_kwargs: dict[str, Any] | None = None,
-        supervisor: TaskSupervisor | None = None,
-        poll_delay: float | None = None,
-        loop: Any = None,
-        daemon: bool | None = None,
-        worker_name: str | None = None,
-        fn: Callable[..., Any] | None = None,
-        **options: Any,
-    ) -> None:
-        func = func or fn
-        check_callable(func, "func", allow_none=True)
-        check_callable(on_error, "on_error", allow_none=True)
-        if supervisor is not None and not isinstance(supervisor, TaskSupervisor):
-            raise TypeError(f"supervisor must be a TaskSupervisor; got {supervisor!r}")
-        self._func = func
-        self.name = (
-            name or worker_name or getattr(func, "__name__", None) or uuid.uuid4().hex
-        )
-        self.priority = check_priority(priority)
-        self.o = o
-        self.on_error = on_error
-        self.on_error_kwargs = dict(on_error_kwargs or {})
-        self.poll_delay = poll_delay
-        self.loop = loop
-        self._supervisor = supervisor
-        self._configure(**options)
-        self._lock = threading.Lock()
-        self._active = False
-        self._driving = False
-        self._waiting = False
-        self._done = threading.Event()
-        self._done.set()
-        self._driver: asyncio.Task[None] | None = None
-        self._event_loop: asyncio.AbstractEventLoop | None = None
-        self._start_args: tuple[Any, ...] = ()
-        self._start_kwargs: dict[str, Any] = {}
-
-    def _configure(self, **options: Any) -> None:
-        if options:
-            raise TypeError(f"unexpected worker options: {', '.join(sorted(options))}")
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} active={self._active}>"
-
-    @property
-    def supervisor(self) -> TaskSupervisor:
-        """The supervisor the worker's runs go to."""
-        return self._supervisor or task_supervisor
-
-    # Hooks ---------------------------------------------------------------
-
-    def before_start(self) -> None:
-        """Called by ``start()`` before the worker starts."""
-
-    def after_start(self) -> None:
-        """Called by ``start()`` once the worker runs."""
-
-    def before_stop(self) -> None:
-        """Called when the worker is asked to stop (or stops itself)."""
-
-    def after_stop(self) -> None:
-        """Called once the worker has stopped (its last run is over)."""
-
-    def process_result(self, result: Any) -> Any:
-        """Receives each result of a static (process) ``run``; False stops."""
-        return None
-
-    # State ---------------------------------------------------------------
-
-    def is_active(self) -> bool:
-        """True from ``start()`` until a stop is asked."""
-        return self._active
-
-    def is_started(self) -> bool:
-        """True while the worker's driver runs."""
-        return self._driving
-
-    def is_stopped(self) -> bool:
-        """True once the worker has fully stopped (or never started)."""
-        return not self._driving
-
-    # Start and stop ------------------------------------------------------
-
-    def start(self, *args: Any, **kwargs: Any) -> bool:
-        """Start the worker; ``args``/``kwargs`` go to every run.
-
-        Overrides, taken out of ``kwargs``: ``_name`` (or ``_worker_name``),
-        ``_priority``, ``_loop``, and for interval workers ``_interval``,
-        ``_delay``, ``_delay_before``; ``o=`` replaces ``o``.
-
-        Returns:
-            False if the worker was already active.
-
-        Raises:
-            SupervisorNotRunningError: the supervisor is not started.
-            TypeError, ValueError: a bad override.
-        """
-        with self._lock:
-            if self._active or self._driving:
-                return False
-            self._apply_overrides(kwargs)
-            if self._func is None and type(self).run is BackgroundWorker.run:
-                raise TypeError(
-                    f"worker {self.name}: no executor: pass func= or define run()"
-                )
-            if not self.supervisor.active:
-                raise SupervisorNotRunningError(
-                    f"worker {self.name}: supervisor {self.supervisor.id} is not "
-                    "running: call start() first"
-                )
-            self._start_args, self._start_kwargs = args, kwargs
-            loop = self._driver_loop()
-            self._driving = True  # taken: a concurrent start() returns False
-            self._done.clear()
-        try:
-            self.before_start()  # user code: not under the worker's lock
-        except BaseException:
-            self._driving = False
-            self._done.set()
-            raise
-        self._active = True
-        self.supervisor.register_sync_scheduler(self)
-        asyncio.run_coroutine_threadsafe(self._drive(), loop)
-        self.after_start()
-        return True
-
-    def _apply_overrides(self, kwargs: dict[str, Any]) -> None:
-        name = kwargs.pop("_name", None) or kwargs.pop("_worker_name", None)
-        if name is not None:
-            self.name = str(name)
-        if "_priority" in kwargs:
-            self.priority = check_priority(kwargs.pop("_priority"), "_priority")
-        if "_loop" in kwargs:
-            self.loop = kwargs.pop("_loop")
-        if "o" in kwargs:
-            self.o = kwargs.pop("o")
-
-    def _driver_loop(self) -> asyncio.AbstractEventLoop:
-        supervisor = self.supervisor
-        if self._is_async() and (self.loop is not None or supervisor.default_aloop):
-            return supervisor.resolve_loop(self.loop)
-        return supervisor._supervisor_aloop().get_loop()
-
-    def stop(self, wait: bool | float = True) -> None:
-        """Stop the worker: a waiting worker wakes at once; a run in progress
-        finishes first. ``wait`` (True or seconds) blocks until it has
-        stopped, except when called from the worker's own run."""
-        with self._lock:
-            if not self._active:
-                loop = None
-            else:
-                self._active = False
-                loop = self._event_loop
-        if loop is not None:
-            self._call_hook(self.before_stop)
-            # A closed loop raises RuntimeError: the driver is gone already.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._interrupt_wait)
-        if wait is not False and not self._in_own_run():
-            self._done.wait(None if wait is True else float(wait))
-
-    def restart(self, *args: Any, **kwargs: Any) -> bool:
-        """Stop (waiting), then start again with new arguments, or the last
-        ones if none are given."""
-        self.stop(wait=True)
-        if not args and not kwargs:
-            args, kwargs = self._start_args, dict(self._start_kwargs)
-        return self.start(*args, **kwargs)
-
-    def _in_own_run(self) -> bool:
-        running = current_task()
-        if running is not None and running.kwargs.get("_worker") is self:
-            return True  # a thread run of this worker
-        loop = self._event_loop
-        try:
-            return loop is not None and asyncio.get_running_loop() is loop
-        except RuntimeError:
-            return False
-
-    def _interrupt_wait(self) -> None:
-        if self._waiting and self._driver is not None:
-            self._driver.cancel()
-
-    # The driver ----------------------------------------------------------
-
-    async def _drive(self) -> None:
-        self._driver = asyncio.current_task()
-        try:
-            self._prepare()
-            with self._lock:
-                # Published with the flush, so nothing put or triggered from
-                # another thread meanwhile is lost.
-                self._event_loop = asyncio.get_running_loop()
-                self._flush_early()
-            while self._active:
-                self._waiting = True
-                try:
-                    run_args = await self._wait_for_run()
-                except asyncio.CancelledError:
-                    if self._active:
-                        raise  # the loop itself is stopping
-                    break
-                finally:
-                    self._waiting = False
-                if not self._active:
-                    break
-                if await self._run_once(run_args) is False and self._active:
-                    self._active = False
-                    self._call_hook(self.before_stop)
-        finally:
-            with self._lock:
-                self._active = False
-                self._event_loop = None
-            self._driver = None
-            self.supervisor.unregister_sync_scheduler(self)
-            self._call_hook(self.after_stop)
-            self._driving = False
-            self._done.set()
-
-    def _prepare(self) -> None:
-        """Set up loop-bound state (queues, events) in the driver's loop."""
-
-    def _flush_early(self) -> None:
-        """Deliver what arrived before the loop was published (lock held)."""
-
-    async def _wait_for_run(self) -> tuple[Any, ...]:
-        """Wait until the next run is due; return extra leading arguments."""
-        await asyncio.sleep(0)  # a plain worker runs again at once; let others in
-        return ()
-
-    def _executor(self) -> Callable[..., Any]:
-        return self._func or self.run
-
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        """The executor when no ``func`` is given: override it in a subclass."""
-        raise TypeError(f"worker {self.name}: no executor: pass func= or define run()")
-
-    def _is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self._func or getattr(self, "run", None))
-
-    def _is_process_executor(self) -> bool:
-        return self._func is None and isinstance(
-            inspect.getattr_static(type(self), "run", None), staticmethod
-        )
-
-    async def _run_once(self, leading: tuple[Any, ...]) -> Any:
-        args = leading + self._start_args
-        kwargs = dict(self._start_kwargs)
-        supervisor = self.supervisor
-        try:
-            if self._is_process_executor():
-                executor = type(self).run
-                kwargs["_name"] = self.name
-                task = supervisor.submit(
-                    executor,
-                    args,
-                    kwargs,
-                    priority=self.priority,
-                    tt=TT_MP,
-                    name=self.name,
-                    pass_task_id=accepts_task_id(executor),
-                )
-                return self.process_result(await task)
-            kwargs.update(_worker=self, _name=self.name, o=self.o)
-            executor = self._executor()
-            if self._is_async():
-                result: Awaitable[Any] = executor(*args, **kwargs)
-                return await result
-            self._run_task = supervisor.submit(
-                executor,
-                args,
-                kwargs,
-                priority=self.priority,
-                tt=TT_THREAD,
-                name=self.name,
-            )
-            return await self._run_task
-        except asyncio.CancelledError:
-            raise
-        except SupervisorNotRunningError:
-            self._active = False  # the supervisor stopped under the worker
-            return False
-        except Exception as exc:
-            self._report(exc)
-            return None
-
-    def _report(self, exc: Exception) -> None:
-        if self.on_error is not None:
-            try:
-                self.on_error(**self.on_error_kwargs)
-            except Exception:
-                logger.exception("on_error of worker %s failed", self.name)
-        elif self._is_async():
-            # Thread and process runs are logged by the supervisor already.
-            logger.error("worker %s: executor failed", self.name, exc_info=exc)
-
-    def _call_hook(self, hook: Callable[[], Any]) -> None:
-        try:
-            hook()
-        except Exception:
-            logger.exception("hook %s of worker %s failed", hook.__name__, self.name)
+    def __await__(self) -> Iterator[None]:
+        return iter(())
 
 
 class BackgroundAsyncWorker(BackgroundWorker):
@@ -392,12 +60,19 @@ class _Triggerable(BackgroundWorker):
             self._early_trigger = False
             self._wake.set()
 
-    def trigger(self) -> None:
-        """Run now (thread-safe; several triggers before a run make one)."""
-        self.trigger_threadsafe()
+    def trigger(self, force: bool = False) -> Triggered:
+        """Run now, from any thread (several triggers before a run make one).
 
-    def trigger_threadsafe(self) -> None:
-        """Run now, from any thread."""
+        Returns:
+            An awaitable that is already done: atasker 0.7's ``trigger`` was
+            a coroutine, so ``await worker.trigger()`` works as well.
+        """
+        self.trigger_threadsafe(force)
+        return Triggered()
+
+    def trigger_threadsafe(self, force: bool = False) -> None:
+        """Run now, from any thread. ``force`` is accepted for compatibility:
+        a trigger during a run always makes one more run."""
         with self._lock:
             loop = self._event_loop
             if loop is None:
@@ -444,24 +119,33 @@ class BackgroundIntervalWorker(_Triggerable):
         interval: a fixed rate in seconds; a run that overruns its interval
             is followed at once by the next, and the ticks it missed are
             skipped.
-        delay: a pause between the end of a run and the next.
+        delay: a pause between the end of a run and the next
+            (``delay_after`` accepted too); 1 s if neither ``interval`` nor
+            ``delay`` is given, as in atasker 0.7.
         delay_before: a pause before each run.
 
-    ``trigger()`` runs it now.
+    An override of ``_interval`` clears the delay and one of ``_delay`` the
+    interval. ``trigger()`` runs it now.
     """
 
     interval: float | None
     delay: float | None
     delay_before: float | None
+    _overridable = (*BackgroundWorker._overridable, "interval", "delay", "delay_before")
 
     def _configure(
         self,
         interval: float | None = None,
         delay: float | None = None,
         delay_before: float | None = None,
+        delay_after: float | None = None,
         **options: Any,
     ) -> None:
         super()._configure(**options)
+        if delay is None:
+            delay = delay_after
+        if interval is None and delay is None:
+            delay = DEFAULT_DELAY  # atasker 0.7's default: never a busy loop
         self._set_schedule(interval, delay, delay_before)
 
     def _set_schedule(
@@ -477,11 +161,22 @@ class BackgroundIntervalWorker(_Triggerable):
 
     def _apply_overrides(self, kwargs: dict[str, Any]) -> None:
         super()._apply_overrides(kwargs)
+        if "_delay_after" in kwargs:
+            kwargs.setdefault("_delay", kwargs.pop("_delay_after"))
         keys = ("_interval", "_delay", "_delay_before")
-        if any(key in kwargs for key in keys):
-            current = (self.interval, self.delay, self.delay_before)
-            values = [kwargs.pop(k, v) for k, v in zip(keys, current)]
-            self._set_schedule(*values)
+        given = {key: kwargs.pop(key) for key in keys if key in kwargs}
+        if not given:
+            return
+        interval = given.get("_interval", self.interval)
+        delay = given.get("_delay", self.delay)
+        # A new interval replaces the delay and the other way round, as
+        # atasker 0.7's start() did.
+        if "_interval" in given and "_delay" not in given:
+            delay = None
+        if "_delay" in given and "_interval" not in given:
+            interval = None
+        delay_before = given.get("_delay_before", self.delay_before)
+        self._set_schedule(interval, delay, delay_before)
 
     def _prepare(self) -> None:
         super()._prepare()
@@ -499,13 +194,7 @@ class BackgroundIntervalWorker(_Triggerable):
             if not triggered:
                 # This run takes its tick (at once if overdue); the next one
                 # is the first tick still ahead, so missed ticks are skipped.
-                now = loop.time()
-                next_tick = self._next_tick + self.interval
-                if next_tick <= now:
-                    next_tick += (
-                        (now - next_tick) // self.interval + 1
-                    ) * self.interval
-                self._next_tick = next_tick
+                self._next_tick = next_tick(self._next_tick, self.interval, loop.time())
         elif self.delay:
             triggered = await self._until_woken(self.delay)
         if self.delay_before and not triggered:
@@ -519,7 +208,10 @@ class BackgroundQueueWorker(BackgroundWorker):
     """Runs its executor for each item put in its queue, in queue order.
 
     ``queue`` (``q``): True for an ``asyncio.Queue``, or a queue class such as
-    ``asyncio.PriorityQueue``. The executor gets the item first.
+    ``asyncio.PriorityQueue``. The executor gets the item first. Items are
+    accepted from ``start()`` until ``stop()``; items still queued at the
+    stop are dropped, and a worker that is not running refuses items
+    (:class:`WorkerNotRunningError`) instead of keeping them without bound.
     """
 
     def _configure(self, queue: Any = None, q: Any = None, **options: Any) -> None:
@@ -535,7 +227,14 @@ class BackgroundQueueWorker(BackgroundWorker):
             )
         self._queue_class: type[asyncio.Queue[Any]] = queue_class
         self._queue: asyncio.Queue[Any] | None = None
+        # Items put between start() and the driver's first moment on its loop.
         self._early: list[Any] = []
+
+    def before_queue_get(self) -> None:
+        """Called before the worker waits for its next item (0.7's hook)."""
+
+    def after_queue_get(self, item: Any) -> None:
+        """Called with each item taken from the queue, before its run."""
 
     def get_queue_obj(self) -> asyncio.Queue[Any] | None:
         """The asyncio queue (None before start)."""
@@ -550,19 +249,41 @@ class BackgroundQueueWorker(BackgroundWorker):
         for item in early:
             self._queue.put_nowait(item)
 
-    def put_threadsafe(self, item: Any) -> None:
-        """Put ``item`` in the queue, from any thread (kept until start)."""
+    def _discard_pending(self) -> None:
         with self._lock:
+            self._early = []
+
+    def _refuse(self) -> WorkerNotRunningError:
+        return WorkerNotRunningError(
+            f"worker {self.name} is not running: start() it before putting items"
+        )
+
+    def put_threadsafe(self, item: Any) -> None:
+        """Put ``item`` in the queue, from any thread.
+
+        Raises:
+            WorkerNotRunningError: the worker is not started, or stopped.
+        """
+        with self._lock:
+            if not self._active:
+                raise self._refuse()
             queue, loop = self._queue, self._event_loop
             if queue is None or loop is None:
-                self._early.append(item)
+                self._early.append(item)  # the driver flushes it on its start
                 return
-        loop.call_soon_threadsafe(queue.put_nowait, item)
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop closed under a stopping worker
+            raise self._refuse() from None
 
     async def put(self, item: Any) -> None:
-        """Put ``item`` in the queue, from a coroutine on any loop."""
+        """Put ``item`` in the queue, from a coroutine on any loop.
+
+        Raises:
+            WorkerNotRunningError: the worker is not started, or stopped.
+        """
         queue, loop = self._queue, self._event_loop
-        if queue is None or loop is None:
+        if queue is None or loop is None or not self._active:
             self.put_threadsafe(item)
             return
         if asyncio.get_running_loop() is loop:
@@ -574,7 +295,13 @@ class BackgroundQueueWorker(BackgroundWorker):
 
     async def _wait_for_run(self) -> tuple[Any, ...]:
         assert self._queue is not None
-        return (await self._queue.get(),)
+        self._call_hook(self.before_queue_get)
+        item = await self._queue.get()
+        try:
+            self.after_queue_get(item)
+        except BaseException:
+            logger.exception("hook after_queue_get of worker %s failed", self.name)
+        return (item,)
 
 
 WorkerClass = type[BackgroundWorker]
@@ -612,15 +339,16 @@ def background_worker(
         worker_options.pop("q", None)
         event = worker_options.pop("event", None) or worker_options.pop("e", None)
         worker_options.pop("e", None)
+        interval_kind = worker_options.pop("i", None)  # 0.7's flag for the class
         cls: WorkerClass
         if queue:
             cls = BackgroundQueueWorker
             worker_options["queue"] = queue
         elif event:
             cls = BackgroundEventWorker
-        elif any(
+        elif interval_kind or any(
             worker_options.get(k) is not None
-            for k in ("interval", "delay", "delay_before")
+            for k in ("interval", "delay", "delay_before", "delay_after")
         ):
             cls = BackgroundIntervalWorker
         elif inspect.iscoroutinefunction(func):

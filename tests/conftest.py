@@ -43,8 +43,8 @@ def make_supervisor() -> Iterator[type[TaskSupervisor]]:
 
 @pytest.fixture
 def supervisor(make_supervisor: type[TaskSupervisor]) -> TaskSupervisor:
-    """A started supervisor with a small pool."""
-    sup = make_supervisor()
+    """A started supervisor with a small pool that keeps finished records."""
+    sup = make_supervisor(keep_finished=1000)
     sup.set_thread_pool(pool_size=4, reserve_normal=0, reserve_high=0)
     sup.start()
     return sup

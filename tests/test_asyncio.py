@@ -91,7 +91,7 @@ def test_no_loop_is_a_clear_error(supervisor) -> None:
         background_task(triple, supervisor=supervisor)(1)
     with pytest.raises(ValueError, match="no aloop named"):
         background_task(triple, loop="missing", supervisor=supervisor)(1)
-    assert supervisor.get_tasks() == []
+    assert supervisor.get_tasks() == {}
 
 
 def test_aloop_names(supervisor) -> None:

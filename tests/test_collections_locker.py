@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 import pytest
@@ -40,48 +41,69 @@ def make_functions(order: list):
     return first, second, third, broken
 
 
+def make_collection(kind, supervisor, **options):
+    if kind == "tasks":
+        return TaskCollection(supervisor=supervisor, **options)
+    return FunctionCollection(**options)
+
+
 @pytest.mark.parametrize("kind", ["functions", "tasks"])
 def test_collection_order_results_and_all_ok(kind, supervisor) -> None:
     order: list = []
     first, second, third, broken = make_functions(order)
     errors = []
-    options = {
-        "on_error": lambda e, **kw: errors.append((e, kw)),
-        "on_error_kwargs": {"k": 1},
-    }
-    if kind == "tasks":
-        collection = TaskCollection(supervisor=supervisor, **options)
-    else:
-        collection = FunctionCollection(**options)
+
+    def on_error(**kwargs):  # atasker 0.7's documented handler
+        errors.append((sys.exc_info()[1], kwargs))
+
+    collection = make_collection(
+        kind, supervisor, on_error=on_error, on_error_kwargs={"k": 1}
+    )
     collection(third)  # bare decorator form: TASK_NORMAL
     collection(priority=TASK_HIGH)(first)
     collection.append(second, priority=TASK_HIGH)
     collection.append(broken, priority=TASK_LOW)
+    collection.append(second)  # already in: ignored, as in 0.7
     results, all_ok = collection.execute()
-    prefix = f"{__name__}.make_functions.<locals>."
-    assert results == {prefix + "first": 1, prefix + "second": 2, prefix + "third": 3}
-    assert list(results) == [prefix + n for n in ("first", "second", "third")]
+    prefix = f"{__name__}."
+    assert results == {
+        prefix + "first": 1,
+        prefix + "second": 2,
+        prefix + "third": 3,
+        prefix + "broken": None,
+    }
+    assert list(results) == [prefix + n for n in ("first", "second", "third", "broken")]
     assert all_ok is False
     assert [(str(e), kw) for e, kw in errors] == [("broken", {"k": 1})]
+    assert isinstance(errors[0][0], ValueError)  # on_error ran inside the except
     if kind == "functions":
         assert order == ["first", "second", "third", "broken"]
     collection.remove(broken)
     assert collection.execute()[1] is True
     assert len(collection.run()) == 3
+    assert collection() == collection.run()  # calling the collection runs it
     with pytest.raises(ValueError):
         collection.remove(broken)
 
 
-def test_include_exceptions_and_logging(caplog) -> None:
+@pytest.mark.parametrize("kind", ["functions", "tasks"])
+def test_include_exceptions_and_logging(kind, supervisor, caplog) -> None:
     order: list = []
     _, _, _, broken = make_functions(order)
-    collection = FunctionCollection(include_exceptions=True)
+    collection = make_collection(kind, supervisor, include_exceptions=True)
     collection(broken)
     with caplog.at_level(logging.ERROR, logger="atasker"):
         results = collection.run()
-    (value,) = results.values()
-    assert isinstance(value, ValueError)
+    ((exc, text),) = results.values()
+    assert isinstance(exc, ValueError)
+    assert "Traceback" in text and "ValueError: broken" in text
     assert "broken" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["functions", "tasks"])
+def test_unknown_options_are_accepted(kind, supervisor) -> None:
+    collection = make_collection(kind, supervisor, colour="blue")
+    assert collection.options == {"colour": "blue"}
 
 
 def test_locker_decorator_and_with() -> None:

@@ -215,11 +215,6 @@ def test_manager_failure_fails_every_task_it_held(make_supervisor, tmp_path) -> 
     alive(sup)
 
 
-@pytest.mark.xfail(
-    reason="await wakes through a done callback, which TaskInfo defers with the "
-    "user's; passes once the record's internal wake-ups skip `defer`",
-    strict=False,
-)
 def test_slow_callback_does_not_delay_co_mp_apply(pool, tmp_path) -> None:
     import asyncio
     import os

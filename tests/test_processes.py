@@ -78,7 +78,7 @@ def mp_supervisor(make_supervisor):
 @pytest.fixture
 def one_worker(make_supervisor):
     """A started supervisor with a single worker process."""
-    sup = make_supervisor()
+    sup = make_supervisor(keep_finished=100)
     sup.create_mp_pool(processes=1)
     sup.start()
     ready_pids(sup, 1)
@@ -146,7 +146,7 @@ def test_hundred_tasks_ten_crashes(mp_supervisor) -> None:
     failed = [t for t in tasks if t.status != TASK_STATUS_COMPLETED]
     assert len(failed) == 10
     assert all(isinstance(t.exception, WorkerLostError) for t in failed)
-    assert [t.args[0] for t in failed] == list(range(0, 100, 10))
+    assert [tasks.index(t) for t in failed] == list(range(0, 100, 10))
     info = mp_supervisor.get_info()
     assert info.mp_tasks_count == 0 and info.mp_queued[TASK_NORMAL] == 0
 
@@ -162,7 +162,7 @@ def test_unpicklable_argument_and_lambda_refused_at_call(mp_supervisor) -> None:
 
     with pytest.raises(TypeError, match="top level"):
         mp(nested, mp_supervisor)()
-    assert mp_supervisor.get_tasks() == []
+    assert mp_supervisor.get_tasks() == {}
 
 
 def test_unpicklable_result_fails_that_task(mp_supervisor) -> None:

@@ -146,7 +146,7 @@ def test_task_may_stop_its_own_supervisor(make_supervisor) -> None:
 
 
 def test_restart_after_stop(make_supervisor) -> None:
-    sup = make_supervisor()
+    sup = make_supervisor(keep_finished=10)
     sup.start()
     first = background_task(abs, supervisor=sup)(-1)
     first.wait(WAIT)
@@ -279,10 +279,10 @@ def test_get_tasks_and_info(make_supervisor, gate: Gate) -> None:
     gate.wait_started()
     queued = background_task(int, supervisor=sup)()
     delayed = background_task(int, delay=3600, supervisor=sup)()
-    assert set(sup.get_tasks()) == {running, queued, delayed}
+    assert sup.get_tasks() == {t.id: t for t in (running, queued, delayed)}
     assert sup.get_tasks(tt=TT_THREAD) == sup.get_tasks()
     info = sup.get_info()
-    assert info.thread_tasks == [running] and info.thread_tasks_count == 1
+    assert info.thread_tasks == [running.id] and info.thread_tasks_count == 1
     assert info.queued[TASK_NORMAL] == 1 and info.delayed == 1
     assert info.tasks == {t.id: t for t in (running, queued, delayed)}
     assert (info.mp_tasks, info.mp_tasks_count) == ([], 0)

@@ -30,13 +30,21 @@ def test_result_and_fields(supervisor) -> None:
     def add(a, b):
         return a + b
 
-    task = add(1, b=2)
+    gate = threading.Event()
+    blocked = [background_task(gate.wait, supervisor=supervisor)(WAIT) for _ in "1234"]
+    task = add(1, b=2)  # queued behind the four blockers: the pool is full
+    # What to run is on the record until it is final...
+    assert (task.target.__name__, task.args, task.kwargs) == ("add", (1,), {"b": 2})
+    gate.set()
+    assert wait_completed(blocked, timeout=WAIT) == [True] * 4
     assert wait_completed(task, timeout=WAIT) == 3
     assert task.status == TASK_STATUS_COMPLETED
-    assert (task.name, task.args, task.kwargs, task.result) == (
+    # ... then dropped: a record kept for look-up keeps only its outcome.
+    assert (task.name, task.target, task.args, dict(task.kwargs), task.result) == (
         "jobs.add",
-        (1,),
-        {"b": 2},
+        None,
+        (),
+        {},
         3,
     )
     assert task.time_queued <= task.time_started <= task.time_completed

@@ -1,0 +1,174 @@
+"""AdmittingPool: what the thread pool and the process pool share.
+
+::
+
+    submit ──> Admission (ready queue + reserve rule), under the pool lock
+                  │ head admissible?
+                  ├── an idle worker (the idle stack's top): hand it the task
+                  ├── fewer workers than max_size, or a CRITICAL head: grow
+                  └── otherwise the head waits; a freed slot admits it
+
+    slot freed ──> admit the next head; while stopping, wake the drain
+    worker idle past its time and more than min_size ──> it retires
+    pool thread blocked on a task of its pool ──> its slot is lent, one more
+                  worker may start (like Java's ForkJoinPool compensating)
+
+One lock guards the admission, the idle stack and the counts; a subclass
+adds its workers and calls the helpers here with that lock held
+(``*_locked``). Records name the pool as their container while queued
+(``TaskInfo._container``), so :meth:`AdmittingPool.discard` removes a
+canceled record from the pool that holds it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Generic, TypeVar, Union
+
+from .admission import Admission
+from .constants import TASK_CRITICAL
+from .task import TaskInfo
+
+# A drain's deadline: a ``time.monotonic()`` value, None (no limit), or a
+# function returning the current one (a later, shorter stop() shortens a
+# drain under way; see :meth:`AdmittingPool.hurry`).
+Deadline = Union[float, None, Callable[[], Union[float, None]]]
+
+W = TypeVar("W")
+
+
+class IdleStack(Generic[W]):
+    """Idle workers, the most recently parked on top.
+
+    Handing work to the most recent keeps the others idle long enough to
+    retire when the load drops. The owner's lock guards it.
+    """
+
+    __slots__ = ("_workers",)
+
+    def __init__(self) -> None:
+        self._workers: list[W] = []
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def __bool__(self) -> bool:
+        return bool(self._workers)
+
+    def __contains__(self, worker: object) -> bool:
+        return worker in self._workers
+
+    def push(self, worker: W) -> None:
+        """Park ``worker`` on top."""
+        self._workers.append(worker)
+
+    def pop(self) -> W:
+        """Take the most recently parked worker."""
+        return self._workers.pop()
+
+    def remove(self, worker: W) -> None:
+        """Take ``worker`` out (it retires)."""
+        self._workers.remove(worker)
+
+    def take_all(self) -> list[W]:
+        """Empty the stack; return its workers."""
+        workers, self._workers = self._workers, []
+        return workers
+
+
+class AdmittingPool:
+    """One lock, one Admission, whether tasks are accepted, the drain.
+
+    Subclasses call :meth:`_slot_freed_locked` whenever a task's slot frees,
+    so a drain under way sees it.
+    """
+
+    def __init__(self, pool_size: int, reserve_normal: int, reserve_high: int) -> None:
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._admission = Admission(self, pool_size, reserve_normal, reserve_high)
+        self._accepting = True
+        # Pool threads blocked on a task of this pool: each has lent its slot
+        # and lets one more worker start (see begin_blocking in ThreadPool).
+        self._blocked = 0
+
+    def queued(self) -> dict[int, int]:
+        """Tasks waiting for a slot, by priority."""
+        with self._lock:
+            return dict(self._admission.queued)
+
+    def discard(self, task: TaskInfo) -> None:
+        """Forget ``task`` if it is queued here (it was canceled).
+
+        A record queued in another pool (or none) is left alone: the record
+        names its container, so this is safe to call on any pool.
+        """
+        with self._lock:
+            if task._container is not self:
+                return
+            self._admission.discard(task)
+            if not self._accepting:
+                self._drained.notify_all()
+
+    def close(self, cancel_queued: bool) -> list[TaskInfo]:
+        """Stop accepting tasks.
+
+        Args:
+            cancel_queued: also take every queued task out.
+
+        Returns:
+            The tasks taken out; the caller cancels them.
+        """
+        with self._lock:
+            self._accepting = False
+            return self._admission.drain() if cancel_queued else []
+
+    def hurry(self) -> None:
+        """Wake a drain under way so that it reads its deadline again (a
+        later ``stop()`` with a shorter wait)."""
+        with self._lock:
+            self._drained.notify_all()
+
+    # ------------------------------------------------------------------
+    # Helpers for subclasses (pool lock held)
+    # ------------------------------------------------------------------
+
+    def _slot_freed_locked(self) -> None:
+        """A task admitted earlier is over: free its slot, wake a drain."""
+        self._admission.release()
+        if not self._accepting:
+            self._drained.notify_all()
+
+    def _may_grow_locked(self, size: int, max_size: int) -> bool:
+        """May one more worker start for the head, if it is admissible?
+        Below ``max_size`` (plus one per blocked pool thread), yes; past it,
+        only for a CRITICAL head, which always starts at once. (True does
+        not mean a head is admissible: the caller's ``admit_next`` says.)"""
+        if size < max_size + self._blocked:
+            return True
+        head = self._admission.admissible()
+        return head is not None and head.priority == TASK_CRITICAL
+
+    def _surplus_locked(self, size: int, max_size: int) -> bool:
+        """More workers than allowed (after a resize, a CRITICAL burst, or a
+        blocked thread that runs again): one that frees up should retire."""
+        return size > max_size + self._blocked
+
+    def _wait_drained_locked(self, deadline: Deadline, own: int = 0) -> None:
+        """Wait (lock held) until nothing is queued and at most ``own``
+        tasks run, or until ``deadline``.
+
+        Args:
+            deadline: a ``time.monotonic()`` value; None: no limit; or a
+                function returning the current one, read again whenever the
+                drain wakes (:meth:`hurry` wakes it).
+            own: tasks that may still run (the caller's own).
+        """
+        self._accepting = False
+        while len(self._admission.ready) or self._admission.running > own:
+            current = deadline() if callable(deadline) else deadline
+            remaining = None if current is None else current - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            self._drained.wait(remaining)

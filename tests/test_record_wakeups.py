@@ -1,0 +1,128 @@
+"""Waking waiters never waits behind user code; user code's BaseException is logged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from conftest import WAIT
+
+from atasker import TASK_NORMAL, TT_THREAD, background_task
+from atasker.task import TaskInfo
+
+
+def _record() -> TaskInfo:
+    return TaskInfo("w", abs, (-1,), {}, tt=TT_THREAD, priority=TASK_NORMAL)
+
+
+def test_await_wakes_without_the_deferred_callbacks() -> None:
+    # The process pool hands user callbacks to a callbacks thread (``defer``);
+    # here that thread never runs them, as if a user callback hung there.
+    record = _record()
+    held: list = []
+    user_calls: list = []
+    record.add_done_callback(user_calls.append)
+
+    def finish() -> None:
+        record.set_result(5, defer=held.append)
+
+    async def awaiter() -> int:
+        return await record
+
+    finisher = threading.Thread(target=finish)
+
+    async def main() -> int:
+        waiting = asyncio.ensure_future(awaiter())
+        await asyncio.sleep(0)  # the awaiter runs up to its ``await record``
+        assert not record.done()
+        finisher.start()
+        return await asyncio.wait_for(waiting, WAIT)
+
+    assert asyncio.run(main()) == 5
+    finisher.join(WAIT)
+    assert user_calls == []  # the user's done callback waits for ``defer``
+    assert len(held) == 1
+    held[0]()
+    assert user_calls == [record]
+
+
+def test_thread_waiter_wakes_without_the_deferred_callbacks() -> None:
+    record = _record()
+    held: list = []
+    record.add_done_callback(lambda r: None)
+    finished = threading.Thread(
+        target=record.set_result, args=(7,), kwargs={"defer": held.append}
+    )
+    finished.start()
+    assert record.get(WAIT) == 7
+    finished.join(WAIT)
+    assert len(held) == 1
+
+
+def test_system_exit_from_callbacks_is_caught_and_logged(supervisor, caplog) -> None:
+    later = []
+    done = threading.Event()
+
+    def exit_callback(result):
+        raise SystemExit(3)
+
+    def exit_done(task):
+        raise KeyboardInterrupt
+
+    with caplog.at_level(logging.ERROR, logger="atasker"):
+        task = background_task(abs, callback=exit_callback, supervisor=supervisor)
+        gate = threading.Event()
+
+        def blocked():
+            assert gate.wait(WAIT)
+            return 1
+
+        record = background_task(
+            blocked, callback=exit_callback, supervisor=supervisor
+        )()
+        record.add_done_callback(exit_done)
+        record.add_done_callback(lambda t: (later.append(t.status), done.set()))
+        gate.set()
+        assert done.wait(WAIT)
+        assert record.get(WAIT) == 1
+        # A done callback added to a finished record: SystemExit is logged,
+        # never raised to the caller.
+        record.add_done_callback(lambda t: (_ for _ in ()).throw(SystemExit(4)))
+    assert len(later) == 1
+    assert "callback of task" in caplog.text
+    assert "done callback" in caplog.text
+    # The same pool still runs tasks.
+    assert task(-2).get(WAIT) == 2
+
+
+def test_co_mp_apply_not_delayed_by_a_slow_process_callback(make_supervisor) -> None:
+    # The issue's case: a process task's callback blocks the pool's callbacks
+    # thread; an unrelated co_mp_apply must still return at once.
+    import mptasks
+
+    from atasker import TT_MP, co_mp_apply
+
+    sup = make_supervisor()
+    sup.create_mp_pool(processes=2)
+    sup.start()
+    release = threading.Event()
+    in_callback = threading.Event()
+
+    def slow_callback(result):
+        in_callback.set()
+        release.wait(WAIT)
+
+    try:
+        sup.put_task(mptasks.add, args=(1, 2), tt=TT_MP, callback=slow_callback)
+        assert in_callback.wait(WAIT)
+
+        async def main():
+            return await asyncio.wait_for(
+                co_mp_apply(mptasks.add, (3, 4), supervisor=sup), WAIT / 2
+            )
+
+        assert asyncio.run(main()) == 7
+        assert not release.is_set()  # the callback was still running
+    finally:
+        release.set()
