@@ -248,3 +248,19 @@ def test_start_methods(make_supervisor, context) -> None:
     sup.create_mp_pool(processes=1, context=context)
     sup.start()
     assert background_task(mptasks.add, tt=TT_MP, supervisor=sup)(1, 2).get(WAIT) == 3
+
+
+def test_stop_with_a_deadline_returns_soon_after_it(make_supervisor, tmp_path) -> None:
+    sup = make_supervisor()
+    sup.create_mp_pool(processes=1)
+    sup.start()
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    busy = background_task(mptasks.read_fifo, tt=TT_MP, supervisor=sup)(str(fifo))
+    queued = background_task(mptasks.add, tt=TT_MP, supervisor=sup)(1, 1)
+    with fifo.open("w"):  # returns once the task runs
+        began = time.monotonic()
+        sup.stop(wait=0.3)
+        took = time.monotonic() - began
+    assert 0.3 <= took < 0.3 + 0.5
+    assert busy.cancelled() and queued.cancelled()
