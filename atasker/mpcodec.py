@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -157,6 +158,17 @@ class _UserUnpickler(pickle.Unpickler):
 
 Outcome = tuple[bool, Any, "str | None"]
 
+# Opcodes by which a pickle names a global (a class or function to import):
+# the worker pickles with the highest protocol, which names them only with
+# STACK_GLOBAL or the copyreg extension codes (GLOBAL, INST and OBJ are
+# protocol 0-1). A pickle without these bytes refers to no global at all;
+# one with them (maybe inside a string) goes through find_class.
+_GLOBAL_OPCODES = re.compile(rb"[\x82-\x84\x93]")
+
+
+def _names_globals(data: bytes) -> bool:
+    return _GLOBAL_OPCODES.search(data) is not None
+
 
 def decode_outcome(data: bytes, user_code: bool) -> Outcome:
     """Unpickle a worker's answer into ``(ok, value, traceback_text)``.
@@ -170,9 +182,12 @@ def decode_outcome(data: bytes, user_code: bool) -> Outcome:
             (the only exception let out) if decoding needs more than builtin
             types; True on a thread that may run user code.
     """
-    unpickler = (_UserUnpickler if user_code else _ManagerUnpickler)(io.BytesIO(data))
     try:
-        ok, value, text = unpickler.load()
+        if not user_code and not _names_globals(data):
+            ok, value, text = pickle.loads(data)  # nothing to resolve: faster
+        else:
+            unpickler = _UserUnpickler if user_code else _ManagerUnpickler
+            ok, value, text = unpickler(io.BytesIO(data)).load()
     except NeedsUserCode:
         if user_code:  # pragma: no cover - _UserUnpickler never raises it
             raise TypeError("unreachable") from None

@@ -125,7 +125,11 @@ def _run_tasks(conn: Connection) -> None:
         except (EOFError, OSError):
             return  # the pool closed its end: stop
         try:
-            target, args, kwargs = _PayloadUnpickler(io.BytesIO(payload)).load()
+            if b"__main__" in payload or b"__mp_main__" in payload:
+                # It may name something of the user's main script.
+                target, args, kwargs = _PayloadUnpickler(io.BytesIO(payload)).load()
+            else:
+                target, args, kwargs = pickle.loads(payload)
             del payload
             message = encode_outcome(True, target(*args, **kwargs))
         except BaseException as exc:  # the task's outcome, whatever it is
