@@ -160,3 +160,12 @@ def hang_initializer():
 
 def exit_initializer():
     os._exit(4)
+
+
+class UnpicklableBadRepr(BadRepr):
+    def __reduce__(self):
+        raise TypeError("this exception cannot be pickled")
+
+
+def raise_unpicklable_bad_repr():
+    raise UnpicklableBadRepr()

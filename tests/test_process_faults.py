@@ -67,6 +67,14 @@ def test_exception_whose_repr_and_str_raise(pool) -> None:
     assert mp(mptasks.pid, pool)().get(WAIT) == pid  # the worker went on
 
 
+def test_unpicklable_exception_whose_repr_raises(pool) -> None:
+    pid = mp(mptasks.pid, pool)().get(WAIT)
+    task = mp(mptasks.raise_unpicklable_bad_repr, pool)()
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        task.get(WAIT)
+    assert mp(mptasks.pid, pool)().get(WAIT) == pid  # the worker went on
+
+
 def test_system_exit_in_an_arguments_reduce_is_a_type_error(pool) -> None:
     with pytest.raises(TypeError, match=r"arguments .* cannot be pickled"):
         mp(mptasks.add, pool)(mptasks.ReduceRaises(), 1)
