@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 import uuid
 from typing import Any, Callable, Union
@@ -36,17 +35,14 @@ from .errors import SupervisorNotRunningError
 from .info import TaskLookup
 from .jobs import JobSchedulerRegistry
 from .lifecycle import RUNNING, Lifecycle, StopRequest, interrupts_atasker_code, track
-from .processpool import (
-    ProcessPool,
-    accepts_task_id,
-    pickle_payload,
-    resolve_context,
-)
+from .mpcodec import accepts_task_id, pickle_payload
+from .mpconfig import ProcessPoolSettings, check_options
+from .processpool import ProcessPool
 from .queuewait import QueueWaitReports
 from .registry import TaskRegistry
 from .schedulers import SchedulerRegistry
 from .task import TaskInfo
-from .threadconfig import ThreadPoolConfig, reserve_rule
+from .threadconfig import ThreadPoolConfig
 from .threadpool import ThreadPool
 from .timer import Timer
 from .validation import (
@@ -129,9 +125,12 @@ class TaskSupervisor(
         self.mp_pool_size = 0
         self.mp_reserve_normal = 0
         self.mp_reserve_high = 0
-        # None: forkserver where available, else spawn.
+        # None: fresh interpreters (fork+exec); or a start-method name.
         self.mp_context: Any = None
-        self._mp_options: dict[str, Any] | None = None
+        self._mp_settings = ProcessPoolSettings()
+        # Not None once set_mp_pool() or create_mp_pool() asked for a pool:
+        # start() builds it.
+        self._mp_options: ProcessPoolSettings | None = None
         self._mp_pool: ProcessPool | None = None
         # Workers and other schedulers; stop() stops them.
         self._schedulers = SchedulerRegistry(
@@ -178,26 +177,27 @@ class TaskSupervisor(
         reserve_normal: int | None = None,
         reserve_high: int | None = None,
     ) -> None:
-        """Configure the process pool's reserve rule; works while running.
+        """Configure the process pool's reserve rule and ask for the pool.
 
         The rule is the thread pool's (see :meth:`set_thread_pool`); every
         start also needs an idle worker process. ``pool_size=0`` (the
-        default) leaves the number of processes as the only limit.
+        default) leaves the number of processes as the only limit. The pool
+        is created at once if the supervisor runs, else by ``start()``; its
+        workers start in the background (nothing waits for them).
 
         Raises:
             TypeError, ValueError: an argument is not an int >= 0.
         """
         with self._state_lock:
-            self.mp_pool_size, self.mp_reserve_normal, self.mp_reserve_high = (
-                reserve_rule(
-                    (self.mp_pool_size, self.mp_reserve_normal, self.mp_reserve_high),
-                    (pool_size, reserve_normal, reserve_high),
-                )
+            limits = self._mp_settings.set_limits(
+                pool_size, reserve_normal, reserve_high
             )
+            self.mp_pool_size, self.mp_reserve_normal, self.mp_reserve_high = limits
+            self._mp_options = self._mp_settings
             if self._mp_pool is not None:
-                self._mp_pool.configure(
-                    self.mp_pool_size, self.mp_reserve_normal, self.mp_reserve_high
-                )
+                self._mp_pool.configure(*limits)
+            elif self._active:
+                self._start_mp_pool()
 
     def create_mp_pool(
         self,
@@ -207,11 +207,14 @@ class TaskSupervisor(
         maxtasksperchild: int | None = None,
         context: Any = None,
     ) -> None:
-        """Set up the process pool (atasker's call, multiprocessing.Pool's arguments).
+        """Create the process pool (atasker's call, multiprocessing.Pool's arguments).
 
-        The worker processes start now if the supervisor runs, else with
-        ``start()``; without this call the pool is created with defaults on
-        the first process task.
+        The pool is created at once if the supervisor runs, else by
+        ``start()``; it never waits for its workers, which start in the
+        background and take tasks as they become ready. Without this call
+        the pool is created with defaults by ``set_mp_pool()`` or the first
+        process task. A broken pool (see ``ProcessPoolBrokenError``) is
+        replaced by a new one.
 
         Args:
             processes: worker processes; default: ``pool_size`` plus the
@@ -219,65 +222,35 @@ class TaskSupervisor(
             initializer, initargs: run in each worker before its first task.
             maxtasksperchild: replace a worker after this many tasks.
             context: a start-method name or a multiprocessing context;
-                default ``mp_context``, else forkserver where available.
+                default ``mp_context``, else fresh interpreters (fork+exec).
 
         Raises:
-            TypeError, ValueError: a bad argument.
-            RuntimeError: a process pool already runs.
-            ProcessPoolStartError: a worker's initializer raised.
+            TypeError, ValueError: a bad argument, named in the message.
+            RuntimeError: a process pool that is not broken already runs.
         """
-        if processes is not None and check_count(processes, "processes") < 1:
-            raise ValueError(f"processes must be >= 1; got {processes!r}")
-        if (
-            maxtasksperchild is not None
-            and check_count(maxtasksperchild, "maxtasksperchild") < 1
-        ):
-            raise ValueError(f"maxtasksperchild must be >= 1; got {maxtasksperchild!r}")
-        check_callable(initializer, "initializer", allow_none=True)
-        options = {
-            "processes": processes,
-            "initializer": initializer,
-            "initargs": tuple(initargs),
-            "max_tasks_per_child": maxtasksperchild,
-            "context": resolve_context(
-                context if context is not None else self.mp_context
-            ),
-        }
+        options = check_options(
+            processes, initializer, initargs, maxtasksperchild, context, self.mp_context
+        )
         with self._state_lock:
-            if self._mp_pool is not None:
+            old = self._mp_pool
+            if old is not None and old.broken is None:
                 raise RuntimeError(
                     f"supervisor {self.id} already runs a process pool; "
                     "stop the supervisor to create another"
                 )
-            self._mp_options = options
+            self._mp_settings.options = options
+            self._mp_options = self._mp_settings
+            if old is not None:
+                self._mp_pool = None
+                for task in old.shutdown(None):  # broken: nothing runs
+                    task.set_canceled()
             if self._active:
                 self._start_mp_pool()
 
     def _start_mp_pool(self) -> ProcessPool:
-        """Start the process pool (state lock held)."""
-        options = self._mp_options or {
-            "processes": None,
-            "initializer": None,
-            "initargs": (),
-            "max_tasks_per_child": None,
-            "context": resolve_context(self.mp_context),
-        }
-        processes = options["processes"]
-        if processes is None:
-            reserved = self.mp_pool_size + self.mp_reserve_normal + self.mp_reserve_high
-            processes = reserved if self.mp_pool_size else (os.cpu_count() or 1)
-        pool = ProcessPool(
-            f"supervisor_{self.id}_mp_",
-            options["context"],
-            processes,
-            options["initializer"],
-            options["initargs"],
-            options["max_tasks_per_child"],
-            self.mp_pool_size,
-            self.mp_reserve_normal,
-            self.mp_reserve_high,
-        )
-        pool.start()
+        """Create the process pool (state lock held); it does not wait for
+        its workers."""
+        pool = self._mp_settings.build(f"supervisor_{self.id}_mp_", self.mp_context)
         self._mp_pool = pool
         return pool
 

@@ -97,3 +97,75 @@ class SquareWorker(BackgroundQueueWorker):
         self.results = []
         self.expected = expected
         self.done = threading.Event()
+
+
+def _raise(kind):
+    raise {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt}[kind]()
+
+
+class ExplodesInParent:
+    """Pickles fine in the worker; unpickling it raises ``kind``."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __reduce__(self):
+        return (_raise, (self.kind,))
+
+
+def result_exploding_in_parent(kind):
+    return ExplodesInParent(kind)
+
+
+class ExceptionExplodingInParent(Exception):
+    def __reduce__(self):
+        return (_raise, ("SystemExit",))
+
+
+def raise_exploding_in_parent():
+    raise ExceptionExplodingInParent("boom")
+
+
+class NotAnException(Exception):
+    """Unpickles to an int in the parent."""
+
+    def __reduce__(self):
+        return (int, (5,))
+
+
+def raise_non_exception():
+    raise NotAnException("no")
+
+
+class BadRepr(Exception):
+    def __repr__(self):
+        raise RuntimeError("repr refused")
+
+    def __str__(self):
+        raise RuntimeError("str refused")
+
+
+def raise_bad_repr():
+    raise BadRepr()
+
+
+class ReduceRaises:
+    def __reduce__(self):
+        raise SystemExit("reduce refused")
+
+
+def hang_initializer():
+    time.sleep(600)
+
+
+def exit_initializer():
+    os._exit(4)
+
+
+class UnpicklableBadRepr(BadRepr):
+    def __reduce__(self):
+        raise TypeError("this exception cannot be pickled")
+
+
+def raise_unpicklable_bad_repr():
+    raise UnpicklableBadRepr()

@@ -26,6 +26,7 @@ from atasker import (
     TASK_STATUS_QUEUED,
     TASK_STATUS_STARTED,
     TT_MP,
+    ProcessPoolBrokenError,
     ProcessPoolStartError,
     RemoteTraceback,
     TaskCancelledError,
@@ -33,6 +34,7 @@ from atasker import (
     WorkerLostError,
     background_task,
     co_mp_apply,
+    mproster,
     wait_completed,
 )
 
@@ -64,7 +66,7 @@ def mp_supervisor(make_supervisor):
     sup = make_supervisor()
     sup.create_mp_pool(processes=2)
     sup.start()
-    pids = sup.get_info().mp_pids
+    pids = ready_pids(sup, 2)
     assert len(pids) == 2
     yield sup
     pids += sup.get_info().mp_pids
@@ -79,7 +81,14 @@ def one_worker(make_supervisor):
     sup = make_supervisor(keep_finished=100)
     sup.create_mp_pool(processes=1)
     sup.start()
+    ready_pids(sup, 1)
     return sup
+
+
+def ready_pids(sup, count):
+    """Wait until ``count`` workers have started; their process ids."""
+    assert sup._mp_pool.wait_workers(count, WAIT), "workers did not start"
+    return sup.get_info().mp_pids
 
 
 def mp(f, sup, **options):
@@ -247,30 +256,37 @@ def test_max_tasks_per_child_recycles_and_drains_backlog(make_supervisor) -> Non
     assert not first & set(sup.get_info().mp_pids)
 
 
-def test_initializer_failure_is_a_clear_error(make_supervisor) -> None:
+def test_initializer_failure_breaks_the_pool(make_supervisor, monkeypatch) -> None:
+    monkeypatch.setattr(mproster, "RETRY_BASE", 0.01)
     sup = make_supervisor()
-    with pytest.raises(ProcessPoolStartError, match="initializer refused"):
-        sup.create_mp_pool(processes=2, initializer=mptasks.failing_initializer)
-        sup.start()
-    assert not sup.active
+    sup.create_mp_pool(processes=2, initializer=mptasks.failing_initializer)
+    sup.start()  # does not wait for the workers, so it cannot fail here
+    assert sup.active
+    with pytest.raises(ProcessPoolBrokenError, match="initializer refused") as error:
+        mp(mptasks.add, sup)(1, 1).get(WAIT)
+    assert isinstance(error.value.__cause__, ProcessPoolStartError)
+    assert "initializer refused" in str(error.value.__cause__)
 
 
-def test_initializer_failure_when_running(make_supervisor) -> None:
+def test_initializer_failure_when_running(make_supervisor, monkeypatch) -> None:
+    monkeypatch.setattr(mproster, "RETRY_BASE", 0.01)
     sup = make_supervisor()
     sup.start()
-    with pytest.raises(ProcessPoolStartError, match="initializer refused"):
-        sup.create_mp_pool(processes=1, initializer=mptasks.failing_initializer)
+    sup.create_mp_pool(processes=1, initializer=mptasks.failing_initializer)
+    with pytest.raises(ProcessPoolBrokenError):
+        mp(mptasks.add, sup)(1, 1).get(WAIT)
     assert sup.get_info().mp_pids == []
+    sup.create_mp_pool(processes=1)  # a broken pool is replaced
+    assert mp(mptasks.add, sup)(1, 1).get(WAIT) == 2
 
 
-def test_pool_created_on_first_process_task(make_supervisor) -> None:
+def test_set_mp_pool_creates_the_pool_at_start(make_supervisor) -> None:
     sup = make_supervisor()
     sup.set_mp_pool(pool_size=2, reserve_normal=1, reserve_high=0)
-    sup.start()
-    assert sup.get_info().mp_pids == []
+    sup.start()  # set_mp_pool asked for a pool: start() creates it
     assert mp(mptasks.add, sup)(1, 1).get(WAIT) == 2
     info = sup.get_info()
-    assert len(info.mp_pids) == 3
+    assert len(ready_pids(sup, 3)) == 3
     assert (info.mp_pool_size, info.mp_reserve_normal, info.mp_reserve_high) == (
         2,
         1,
@@ -364,6 +380,7 @@ if __name__ == "__main__":
     sup.create_mp_pool(processes=2)
     sup.start()
     background_task(mptasks.sleep, tt=TT_MP, supervisor=sup)(60)
+    assert sup._mp_pool.wait_workers(2, 10)
     print(" ".join(map(str, sup.get_info().mp_pids)), flush=True)
     sys.stdin.readline()
     os.kill(os.getpid(), signal.SIGKILL)
