@@ -27,7 +27,6 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from .constants import (
     PRIORITIES,
@@ -40,25 +39,12 @@ from .constants import (
 )
 from .task import Container, TaskInfo
 
-if TYPE_CHECKING:
-    from .pool import AdmittingPool as AdmittingPool
-
 # Canceled records stay in a queue or heap until they reach its head (removing
 # one from the middle is O(n)). Rebuild once they are this many and more than
 # half of it, so the garbage is bounded and the rebuild cost is amortised.
 # What stays is the bare record: a final record has dropped its target,
 # arguments and payload, and a canceled one has no result.
 COMPACT_MIN_GARBAGE = 1024
-
-
-def __getattr__(name: str) -> Any:
-    # AdmittingPool lived here; it moved to atasker.pool (which imports this
-    # module, hence the lazy import).
-    if name == "AdmittingPool":
-        from .pool import AdmittingPool
-
-        return AdmittingPool
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TaskHeap:

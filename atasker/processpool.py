@@ -390,6 +390,10 @@ class ProcessPool(AdmittingPool):
             dropped = self._admission.drain()
             self._roster.ending = self._ended = True
             running = [w.task for w in self._roster.workers if w.task is not None]
+        # Queued tasks end now, not once the workers have ended: whoever
+        # stopped without waiting sees them canceled at once.
+        for task in dropped:
+            task.set_canceled()
         if self._forked:  # the workers are our parent's: leave them alone
             return dropped + running
         self._wake()

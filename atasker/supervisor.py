@@ -385,7 +385,7 @@ class TaskSupervisor(
         for task in pool.shutdown(request.deadline):
             task.set_canceled()
         if mp_pool is not None:
-            for task in mp_pool.shutdown(request.deadline()):
+            for task in mp_pool.shutdown(request.deadline):
                 task.set_canceled()
         pool.join(request.deadline())
         with self._state_lock:
