@@ -43,7 +43,29 @@ class Triggered:
 
 class BackgroundAsyncWorker(BackgroundWorker):
     """A worker whose executor is a coroutine function, awaited on its loop
-    (``loop=``, else the default aloop, else the supervisor's own)."""
+    (``loop=``, else the default aloop, else the supervisor's own).
+
+    As in atasker 0.7 it pauses between runs: ``poll_delay`` seconds (the
+    supervisor's, 0.1, if not given), so an executor that never awaits does
+    not take a core. ``stop()`` ends the pause at once; nothing polls.
+    """
+
+    _ran = False
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        self._ran = False
+
+    async def _wait_for_run(self) -> tuple[Any, ...]:
+        if self._ran:
+            pause = self.poll_delay
+            if pause is None:
+                pause = self.supervisor.poll_delay
+            await asyncio.sleep(max(0.0, float(pause or 0.0)))
+        else:
+            await asyncio.sleep(0)
+        self._ran = True
+        return ()
 
 
 class _Triggerable(BackgroundWorker):

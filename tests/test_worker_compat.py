@@ -12,6 +12,7 @@ import typing
 from conftest import WAIT
 
 from atasker import (
+    BackgroundAsyncWorker,
     BackgroundIntervalWorker,
     BackgroundQueueWorker,
     BackgroundWorker,
@@ -219,3 +220,27 @@ def test_trigger_can_be_awaited_and_supervisor_set(supervisor) -> None:
     worker.trigger_threadsafe(force=True)
     assert ran.acquire(timeout=WAIT)
     worker.stop(wait=WAIT)
+
+
+def test_async_worker_pauses_poll_delay_between_runs(supervisor) -> None:
+    supervisor.create_aloop("paced", default=True)
+    starts: list[float] = []
+    two = threading.Event()
+
+    async def executor(**kwargs):
+        starts.append(asyncio.get_running_loop().time())
+        if len(starts) == 2:
+            two.set()
+
+    worker = background_worker(executor, supervisor=supervisor, poll_delay=0.2)
+    assert isinstance(worker, BackgroundAsyncWorker)
+    worker.start()
+    assert two.wait(WAIT)
+    worker.stop(wait=WAIT)
+    assert starts[1] - starts[0] >= 0.2 * 0.9  # 0.7's pause, not a busy loop
+
+    slow = background_worker(executor, supervisor=supervisor, poll_delay=3600)
+    starts.clear()
+    slow.start()
+    slow.stop(wait=WAIT)  # the pause ends at once
+    assert not slow.is_started()
