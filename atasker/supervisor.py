@@ -426,6 +426,10 @@ class TaskSupervisor(
             self._registry.keep_finished, self._registry.keep_finished_age
         )
         self._reset_aloops_after_fork()
+        for scheduler in self._schedulers.get():
+            reset = getattr(scheduler, "_reset_after_fork", None)
+            if reset is not None:
+                reset()
         self._schedulers = SchedulerRegistry(
             lambda: self._supervisor_aloop().get_loop()
         )

@@ -129,6 +129,18 @@ class BackgroundWorker(ExecutorRuns):
         self._start_args: tuple[Any, ...] = ()
         self._start_kwargs: dict[str, Any] = {}
 
+    def _reset_after_fork(self) -> None:
+        """In a child made by os.fork(): its driver and loop do not exist
+        there. Leave the worker stopped, able to start again."""
+        self._lock = threading.Lock()
+        self._active = self._driving = self._starting = self._waiting = False
+        self._done = threading.Event()
+        self._done.set()
+        self._driver = None
+        self._event_loop = None
+        self._run_thread = None
+        self._restart = None
+
     # Attributes a start() override may change; restored if the start fails.
     _overridable: tuple[str, ...] = ("name", "priority", "loop", "o")
 

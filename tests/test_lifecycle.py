@@ -453,11 +453,19 @@ def test_fork_leaves_the_child_a_stopped_supervisor_it_can_start() -> None:
         sup = TaskSupervisor(supervisor_id="forked")
         sup.start()
         assert background_task(abs, supervisor=sup)(-1).get(10) == 1
+        import threading
+        from atasker import background_worker
+        ran = threading.Event()
+        worker = background_worker(lambda **kw: ran.set(), supervisor=sup, interval=60)
+        worker.start()
+        assert ran.wait(10)
         pid = os.fork()
         if pid == 0:
             ok = not sup.active
             sup.start()
             ok = ok and background_task(abs, supervisor=sup)(-2).get(10) == 2
+            ran.clear()
+            ok = ok and worker.start() and ran.wait(10)  # stopped in the child
             sup.stop()
             os._exit(0 if ok else 1)
         _, status = os.waitpid(pid, 0)
