@@ -54,6 +54,10 @@ def _atasker(tt: int) -> Iterator[Callable[[], TaskInfo]]:
         supervisor = _quiet(TaskSupervisor(supervisor_id="bench-mp"))
         supervisor.create_mp_pool(processes=PROCESSES)
         supervisor.start()
+        # start() does not wait for workers; a measure must not pay for their
+        # start-up (the peer's warm-up below starts all of its processes too).
+        assert supervisor.mp_pool is not None
+        supervisor.mp_pool.wait_workers(PROCESSES, timeout=60)
     else:
         supervisor = _supervisor(THREADS, THREADS)
     try:
