@@ -3,13 +3,11 @@ the timer and the pools.
 
 ::
 
-    put_task / background_task ──> TaskInfo ──> registry (look-up)
-                                      │
-                 delay? ── yes ──> Timer ── due ──┐
-                                      │ no        ▼
-                                      └──────> ThreadPool (Admission)
-                                                  │
-    record final ──> _task_finished: registry, counters, log, callback
+    TaskSupervisor = lifecycle (here; the state machine in lifecycle.py)
+                   + TaskDispatch (dispatch.py): records to pools and back
+                   + TaskLookup (info.py): get_task, get_tasks, get_info
+                   + ThreadPoolConfig, ProcessPoolConfig, QueueWaitReports
+                   + aloops, async jobs (aloop.py, jobs.py), schedulers
 
 Creating a supervisor starts nothing; ``start()`` creates the pool (and the
 timer thread starts with the first delayed task). Starting and stopping are
@@ -18,42 +16,25 @@ the transitions of one state machine (see lifecycle.py).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import uuid
-from typing import Any, Callable, Union
+from typing import Any, Union
 
-from .aloop import cancel_coroutine, schedule_coroutine
-from .constants import (
-    TASK_NORMAL,
-    TT_COROUTINE,
-    TT_MP,
-    TT_THREAD,
-)
-from .errors import SupervisorNotRunningError
+from .dispatch import TaskDispatch
 from .info import TaskLookup
 from .jobs import JobSchedulerRegistry
 from .lifecycle import RUNNING, Lifecycle, StopRequest, interrupts_atasker_code, track
-from .mpcodec import accepts_task_id, pickle_payload
-from .mpconfig import ProcessPoolSettings, check_options
+from .mpconfig import ProcessPoolConfig
 from .processpool import ProcessPool
 from .queuewait import QueueWaitReports
 from .registry import TaskRegistry
 from .schedulers import SchedulerRegistry
-from .task import TaskInfo
 from .threadconfig import ThreadPoolConfig
 from .threadpool import ThreadPool
 from .timer import Timer
 from .validation import (
-    check_args,
-    check_callable,
     check_count,
-    check_delay,
-    check_kwargs,
-    check_priority,
-    check_task_type,
-    check_time_limit,
     check_timeout,
     check_wait,
 )
@@ -70,7 +51,12 @@ Wait = Union[bool, float]
 
 
 class TaskSupervisor(
-    TaskLookup, QueueWaitReports, ThreadPoolConfig, JobSchedulerRegistry
+    TaskDispatch,
+    TaskLookup,
+    QueueWaitReports,
+    ThreadPoolConfig,
+    ProcessPoolConfig,
+    JobSchedulerRegistry,
 ):
     """Owns the pools, the timer and the records of one set of tasks.
 
@@ -105,15 +91,10 @@ class TaskSupervisor(
         super().__init__()
         self.id = str(supervisor_id) if supervisor_id is not None else uuid.uuid4().hex
         self.poll_delay = DEFAULT_POLL_DELAY
-        self.log_exceptions = True
         self._registry = TaskRegistry(
             check_count(keep_finished, "keep_finished"),
             check_timeout(keep_finished_age, "keep_finished_age"),
         )
-        # Task ids: a random prefix per supervisor and a counter, cheaper
-        # than a uuid4 per task and unique across supervisors and restarts.
-        self._id_prefix = uuid.uuid4().hex[:12]
-        self._id_numbers = itertools.count(1)
         check_wait(exit_wait, "exit_wait")  # checked now, used at exit
         self.exit_wait = exit_wait
         self._lifecycle = Lifecycle(self.id)
@@ -122,16 +103,6 @@ class TaskSupervisor(
         self._state_lock = threading.RLock()
         self._pool: ThreadPool | None = None
         self._timer: Timer | None = None
-        self.mp_pool_size = 0
-        self.mp_reserve_normal = 0
-        self.mp_reserve_high = 0
-        # None: fresh interpreters (fork+exec); or a start-method name.
-        self.mp_context: Any = None
-        self._mp_settings = ProcessPoolSettings()
-        # Not None once set_mp_pool() or create_mp_pool() asked for a pool:
-        # start() builds it.
-        self._mp_options: ProcessPoolSettings | None = None
-        self._mp_pool: ProcessPool | None = None
         # Workers and other schedulers; stop() stops them.
         self._schedulers = SchedulerRegistry(
             lambda: self._supervisor_aloop().get_loop()
@@ -150,109 +121,14 @@ class TaskSupervisor(
     def _active(self) -> bool:
         return self._lifecycle.state == RUNNING
 
-    @property
-    def mp_pool(self) -> ProcessPool | None:
-        """The process pool while one runs, else None.
 
-        Setting it (atasker 0.7 let a ``multiprocessing.Pool`` be assigned)
-        raises TypeError: use :meth:`create_mp_pool`.
-        """
-        return self._mp_pool
-
-    @mp_pool.setter
-    def mp_pool(self, pool: Any) -> None:
-        raise TypeError(
-            f"supervisor {self.id}: assigning mp_pool ({pool!r}) is not supported: "
-            "call create_mp_pool(processes=..., initializer=..., ...) to set up "
-            "the process pool (atasker runs its own, crash-proof workers)"
-        )
 
     # ------------------------------------------------------------------
     # Configuration
     # ------------------------------------------------------------------
 
-    def set_mp_pool(
-        self,
-        pool_size: int | None = None,
-        reserve_normal: int | None = None,
-        reserve_high: int | None = None,
-    ) -> None:
-        """Configure the process pool's reserve rule and ask for the pool.
 
-        The rule is the thread pool's (see :meth:`set_thread_pool`); every
-        start also needs an idle worker process. ``pool_size=0`` (the
-        default) leaves the number of processes as the only limit. The pool
-        is created at once if the supervisor runs, else by ``start()``; its
-        workers start in the background (nothing waits for them).
 
-        Raises:
-            TypeError, ValueError: an argument is not an int >= 0.
-        """
-        with self._state_lock:
-            limits = self._mp_settings.set_limits(
-                pool_size, reserve_normal, reserve_high
-            )
-            self.mp_pool_size, self.mp_reserve_normal, self.mp_reserve_high = limits
-            self._mp_options = self._mp_settings
-            if self._mp_pool is not None:
-                self._mp_pool.configure(*limits)
-            elif self._active:
-                self._start_mp_pool()
-
-    def create_mp_pool(
-        self,
-        processes: int | None = None,
-        initializer: Callable[..., Any] | None = None,
-        initargs: tuple[Any, ...] = (),
-        maxtasksperchild: int | None = None,
-        context: Any = None,
-    ) -> None:
-        """Create the process pool (atasker's call, multiprocessing.Pool's arguments).
-
-        The pool is created at once if the supervisor runs, else by
-        ``start()``; it never waits for its workers, which start in the
-        background and take tasks as they become ready. Without this call
-        the pool is created with defaults by ``set_mp_pool()`` or the first
-        process task. A broken pool (see ``ProcessPoolBrokenError``) is
-        replaced by a new one.
-
-        Args:
-            processes: worker processes; default: ``pool_size`` plus the
-                reserves of :meth:`set_mp_pool` if set, else ``cpu_count``.
-            initializer, initargs: run in each worker before its first task.
-            maxtasksperchild: replace a worker after this many tasks.
-            context: a start-method name or a multiprocessing context;
-                default ``mp_context``, else fresh interpreters (fork+exec).
-
-        Raises:
-            TypeError, ValueError: a bad argument, named in the message.
-            RuntimeError: a process pool that is not broken already runs.
-        """
-        options = check_options(
-            processes, initializer, initargs, maxtasksperchild, context, self.mp_context
-        )
-        with self._state_lock:
-            old = self._mp_pool
-            if old is not None and old.broken is None:
-                raise RuntimeError(
-                    f"supervisor {self.id} already runs a process pool; "
-                    "stop the supervisor to create another"
-                )
-            self._mp_settings.options = options
-            self._mp_options = self._mp_settings
-            if old is not None:
-                self._mp_pool = None
-                for task in old.shutdown(None):  # broken: nothing runs
-                    task.set_canceled()
-            if self._active:
-                self._start_mp_pool()
-
-    def _start_mp_pool(self) -> ProcessPool:
-        """Create the process pool (state lock held); it does not wait for
-        its workers."""
-        pool = self._mp_settings.build(f"supervisor_{self.id}_mp_", self.mp_context)
-        self._mp_pool = pool
-        return pool
 
     # ------------------------------------------------------------------
     # Lifecycle
@@ -466,213 +342,18 @@ class TaskSupervisor(
     # Tasks
     # ------------------------------------------------------------------
 
-    def put_task(
-        self,
-        target: Callable[..., Any],
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        callback: Callable[[Any], Any] | None = None,
-        priority: int = TASK_NORMAL,
-        delay: float | None = None,
-        tt: int = TT_THREAD,
-        task_id: str | None = None,
-        worker: Any = None,
-    ) -> TaskInfo:
-        """Run ``target(*args, _task_id=<id>, **kwargs)`` as a task (atasker's call).
 
-        A thread target always gets ``_task_id``; a process target
-        (``tt=TT_MP``) only if its signature takes it (a ``_task_id``
-        parameter or ``**kwargs``). The task is marked completed when the
-        target returns or raises; an explicit :meth:`mark_task_completed` is
-        accepted too. ``worker`` is accepted for compatibility.
 
-        Returns:
-            The task record.
 
-        Raises:
-            TypeError, ValueError: a bad argument (named in the message).
-            SupervisorNotRunningError: the supervisor is not started.
-        """
-        check_callable(target, "target")
-        return self.submit(
-            target,
-            check_args(args),
-            check_kwargs(kwargs),
-            priority=priority,
-            delay=delay,
-            tt=tt,
-            callback=callback,
-            task_id=task_id,
-            pass_task_id=tt != TT_MP or accepts_task_id(target),
-        )
-
-    def submit(
-        self,
-        target: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        priority: int = TASK_NORMAL,
-        delay: float | None = None,
-        tt: int = TT_THREAD,
-        name: str | None = None,
-        callback: Callable[[Any], Any] | None = None,
-        time_limit: float | None = None,
-        loop: Any = None,
-        task_id: str | None = None,
-        pass_task_id: bool = False,
-        checked: bool = False,
-    ) -> TaskInfo:
-        """Create a task record and queue it (or delay it).
-
-        ``pass_task_id=True`` adds ``_task_id`` to the target's kwargs;
-        ``checked=True`` skips argument checks already made (by
-        ``background_task`` when it decorated the target). A process task
-        (``tt=TT_MP``) is pickled here, so what cannot be pickled is refused
-        before a record exists. A coroutine task (``tt=TT_COROUTINE``: the
-        target returns an awaitable) runs on ``loop``: an aloop name, an
-        ALoop, an asyncio loop, or None for the default aloop.
-
-        Raises:
-            TypeError, ValueError: a bad argument (named in the message).
-            SupervisorNotRunningError: the supervisor is not started.
-            ProcessPoolStartError: the process pool, started by this first
-                process task, could not start.
-        """
-        if not checked:
-            check_callable(target, "target")
-            if not isinstance(args, tuple):
-                args = check_args(args)
-            if type(kwargs) is not dict or not all(type(k) is str for k in kwargs):
-                kwargs = check_kwargs(kwargs)
-            priority = check_priority(priority)
-            delay = check_delay(delay)
-            tt = check_task_type(tt)
-            check_callable(callback, "callback", allow_none=True)
-            time_limit = check_time_limit(time_limit, tt)
-        pool, timer = self._pool, self._timer
-        if pool is None or timer is None or not self._active:
-            raise SupervisorNotRunningError(
-                f"supervisor {self.id} is not running: call start() first"
-            )
-        if task_id is None:
-            task_id = f"{self._id_prefix}-{next(self._id_numbers)}"
-        else:
-            task_id = str(task_id)
-        if pass_task_id:
-            kwargs["_task_id"] = task_id
-        task = TaskInfo(
-            task_id,
-            target,
-            args,
-            kwargs,
-            tt=tt,
-            priority=priority,
-            name=name,
-            delay=delay,
-            callback=callback,
-            time_limit=time_limit,
-            owner=self,
-        )
-        if tt == TT_MP:
-            task.payload = pickle_payload(target, args, kwargs)
-            submit = self._mp_submitter()
-        elif tt == TT_COROUTINE:
-            task.handle = self.resolve_loop(loop)
-            submit = self._start_coroutine
-        else:
-            submit = pool.submit
-        self._registry.add(task)
-        try:
-            accepted = timer.schedule(task, delay) if delay else submit(task)
-        except BaseException:
-            self._registry.remove(task)
-            raise
-        if not accepted:
-            self._registry.remove(task)
-            raise SupervisorNotRunningError(f"supervisor {self.id} is stopping")
-        return task
-
-    @staticmethod
-    def _start_coroutine(task: TaskInfo) -> bool:
-        """Schedule a coroutine task on its loop (``task.handle``).
-
-        Raises:
-            RuntimeError: the loop is closed (says which).
-        """
-        schedule_coroutine(task, task.handle)
-        return True
-
-    def _mp_submitter(self) -> Callable[[TaskInfo], bool]:
-        """The process pool's submit; the pool starts on the first process task."""
-        mp_pool = self._mp_pool
-        if mp_pool is None:
-            with self._state_lock:
-                if not self._active:
-                    raise SupervisorNotRunningError(f"supervisor {self.id} is stopping")
-                mp_pool = self._mp_pool or self._start_mp_pool()
-        return mp_pool.submit
 
     # ------------------------------------------------------------------
     # Callbacks from the timer, the pool and the records
     # ------------------------------------------------------------------
 
-    def _task_due(self, task: TaskInfo) -> None:
-        """Timer thread: a delayed task is due."""
-        if not task.set_queued():
-            return  # canceled meanwhile
-        # The timer's thread must not run user code: done callbacks of a task
-        # that ends here run on a thread of their own (this is rare).
-        if task.tt == TT_COROUTINE:
-            try:
-                self._start_coroutine(task)
-            except RuntimeError as exc:
-                task.set_exception(exc, defer=self._run_user_code)
-            return
-        pool: ThreadPool | ProcessPool | None = (
-            self._mp_pool if task.tt == TT_MP else self._pool
-        )
-        if pool is None or not pool.submit(task):
-            # Stopping: accepted, so it must end.
-            task.set_canceled(defer=self._run_user_code)
 
-    def _run_user_code(self, notify: Callable[[], None]) -> None:
-        """Run a record's callbacks (they catch what they raise) off the
-        calling internal thread."""
-        threading.Thread(
-            target=notify, name=f"supervisor_{self.id}_callbacks", daemon=True
-        ).start()
 
-    def _task_finished(self, task: TaskInfo, previous: int) -> None:
-        """A record reached its final status (called under the record's lock:
-        only bookkeeping here, no user code; the record has left its queue)."""
-        self._registry.finish(task)
 
-    def _cancel_running(self, task: TaskInfo) -> bool:
-        """Cancel a started task: a process or coroutine task, not a thread."""
-        if task.tt == TT_MP:
-            # The pool that runs it (set when it started), not the current
-            # one: a restart may have made another.
-            mp_pool = task.handle if isinstance(task.handle, ProcessPool) else None
-            mp_pool = mp_pool or self._mp_pool
-            return mp_pool.cancel_running(task) if mp_pool is not None else False
-        if task.tt == TT_COROUTINE:
-            return cancel_coroutine(task)
-        return False
 
-    def _task_failed(self, task: TaskInfo) -> None:
-        """A record ended with an exception (called by the record, no lock held)."""
-        if task.exception is not None and self.log_exceptions:
-            logger.error(
-                "task %s (%s) failed",
-                task.id,
-                task.name,
-                exc_info=(
-                    type(task.exception),
-                    task.exception,
-                    task.exception.__traceback__,
-                ),
-            )
 
 
 # The default supervisor: created at import, starts nothing until start().

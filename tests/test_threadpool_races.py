@@ -86,12 +86,16 @@ def test_submit_cancel_resize_race(make_supervisor, fast_switching) -> None:
     assert background_task(abs, supervisor=sup)(-9).get(WAIT) == 9
     by_status = Counter(task.status for task in records)
     registry = sup._registry
+    pool = sup._pool
+    # Waiters wake before the pool thread frees its slot and runs the done
+    # callbacks: count only once the stop has joined the pool's threads.
+    sup.stop(wait=WAIT)
     assert registry.completed == by_status[TASK_STATUS_COMPLETED] + 1
     assert registry.canceled == by_status[TASK_STATUS_CANCELED]
     assert registry.active() == []
-    assert sup._pool.queued() == dict.fromkeys(sup._pool.queued(), 0)
-    assert len(sup._pool._admission.ready) == 0
-    assert sup._pool._admission.running == 0
+    assert pool.queued() == dict.fromkeys(pool.queued(), 0)
+    assert len(pool._admission.ready) == 0
+    assert pool._admission.running == 0
     with finals_lock:
         assert all(count == 1 for count in finals.values())
         assert len(finals) == total
