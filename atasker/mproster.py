@@ -30,6 +30,7 @@ from typing import Any
 
 from .errors import ProcessPoolStartError, TaskTimeoutError, WorkerLostError
 from .mplaunch import Launcher, WorkerProcess, close_connection
+from .pool import IdleStack
 from .task import TaskInfo
 
 logger = logging.getLogger("atasker")
@@ -99,7 +100,7 @@ class WorkerRoster:
         self._changed = changed
         self._numbers = itertools.count(1)
         self.workers: list[Worker] = []
-        self.idle: list[Worker] = []
+        self.idle: IdleStack[Worker] = IdleStack()
         self.retiring: list[WorkerProcess] = []  # told to exit, not yet joined
         self.failures = 0
         self.retry_at = 0.0  # no start before this time.monotonic()
@@ -110,16 +111,17 @@ class WorkerRoster:
     # Starting
     # ------------------------------------------------------------------
 
-    def launches_locked(self, critical_waiting: bool) -> list[bool]:
+    def launches_locked(self, grow_for_critical: bool) -> list[bool]:
         """Workers to start now (True: temporary): the missing ones, at most
-        MAX_STARTING starting at a time, and a temporary one for a CRITICAL
-        task that finds no idle worker (one at a time)."""
+        MAX_STARTING starting at a time, and a temporary one when the pool
+        grows for a CRITICAL task that finds no idle worker (one at a time;
+        the pool decides by the rule both pools share)."""
         if self.ending or self.retry_at:
             return []
         kept = sum(1 for w in self.workers if not w.temporary)
         starting = sum(1 for w in self.workers if w.state == STARTING)
         launches = [False] * min(self.processes - kept, MAX_STARTING - starting)
-        if critical_waiting and not self.idle and not self.starting_extra:
+        if grow_for_critical and not self.idle and not self.starting_extra:
             self.starting_extra = True
             launches.append(True)
         return launches
@@ -146,7 +148,7 @@ class WorkerRoster:
         self.failures = 0
         if worker.temporary:
             self.starting_extra = False
-        self.idle.append(worker)
+        self.idle.push(worker)
         self._changed.notify_all()
 
     def start_failed(self, error: ProcessPoolStartError) -> bool:
@@ -229,20 +231,22 @@ class WorkerRoster:
             worker.deadline = time.monotonic() + task.time_limit
         return worker
 
-    def task_done_locked(self, worker: Worker) -> bool:
+    def task_done_locked(self, worker: Worker, surplus: bool) -> bool:
         """The worker's task is over: make it idle, or (True) retire it: it
-        ran its maximum, it was a temporary extra, or the pool ends."""
+        ran its maximum, it was a temporary extra and the pool has more
+        workers than it keeps (``surplus``, the pool's shared rule), or the
+        pool ends."""
         worker.task = None
         worker.deadline = None
         used_up = self._max_tasks is not None and worker.tasks_done >= self._max_tasks
-        surplus = worker.temporary and len(self.workers) > self.processes
+        surplus = worker.temporary and surplus
         if used_up or surplus or self.ending:
             worker.state = GONE
             self.workers.remove(worker)
             self.retiring.append(worker.process)
             return True
         worker.state = IDLE
-        self.idle.append(worker)
+        self.idle.push(worker)
         return False
 
     def kill(self, worker: Worker) -> bool:
@@ -273,7 +277,8 @@ class WorkerRoster:
         all; close the launcher."""
         with self._lock:
             self.ending = True
-            workers, self.workers, self.idle = self.workers, [], []
+            workers, self.workers = self.workers, []
+            self.idle.take_all()
             processes = [w.process for w in workers] + self.retiring
             self.retiring = []
         for worker in workers:

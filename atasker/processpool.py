@@ -36,7 +36,6 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
-from .constants import TASK_CRITICAL
 from .errors import ProcessPoolBrokenError, ProcessPoolStartError
 from .mpcodec import INIT_FAILED, READY, NeedsUserCode, RemoteTraceback, decode_outcome
 from .mpcodec import accepts_task_id as accepts_task_id  # the supervisor's import
@@ -217,9 +216,11 @@ class ProcessPool(AdmittingPool):
                     break
                 starts.append((roster.take_idle_locked(task), task))
             kills, self._kill = self._kill, []
-            head = self._admission.admissible()
-            critical = head is not None and head.priority == TASK_CRITICAL
-            launches = [] if self._broken else roster.launches_locked(critical)
+            # CRITICAL growth, the rule both pools share: at its size, the
+            # pool grows only for an admissible CRITICAL head.
+            size = max(len(roster.workers), roster.processes)
+            grow = self._may_grow_locked(size, roster.processes)
+            launches = [] if self._broken else roster.launches_locked(grow)
         for temporary in launches:
             error = roster.launch(temporary)
             if error is not None:
@@ -338,7 +339,9 @@ class ProcessPool(AdmittingPool):
         with self._lock:
             if worker.task is not None:
                 self._slot_freed_locked()
-            retire = self._roster.task_done_locked(worker)
+            roster = self._roster
+            surplus = self._surplus_locked(len(roster.workers), roster.processes)
+            retire = roster.task_done_locked(worker, surplus)
         if retire:
             # It sees EOF and exits (the roster joins it when its sentinel
             # fires); its replacement starts in the next step.
