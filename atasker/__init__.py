@@ -4,10 +4,10 @@ Importing the package creates the default ``task_supervisor``; it starts
 nothing (no thread) until ``task_supervisor.start()``.
 """
 
-from .aloop import ALoop
+from .aio.aloop import ALoop
+from .aio.jobs import AsyncJob, AsyncJobScheduler
 from .api import background_task, co_apply, co_mp_apply, wait_completed
-from .collections import FunctionCollection, TaskCollection
-from .constants import (
+from .core.constants import (
     TASK_CRITICAL,
     TASK_HIGH,
     TASK_LOW,
@@ -23,7 +23,7 @@ from .constants import (
     TT_MP,
     TT_THREAD,
 )
-from .errors import (
+from .core.errors import (
     ProcessPoolBrokenError,
     ProcessPoolStartError,
     SupervisorNotRunningError,
@@ -34,13 +34,13 @@ from .errors import (
     WorkerLostError,
     WorkerNotRunningError,
 )
-from .jobs import AsyncJob, AsyncJobScheduler
-from .local import LocalProxy, g, set_debug
-from .locker import Locker
-from .mpworker import RemoteTraceback
+from .core.task import TaskInfo, current_task
+from .extras.collections import FunctionCollection, TaskCollection
+from .extras.local import LocalProxy, g, set_debug
+from .extras.locker import Locker
+from .pools.mpworker import RemoteTraceback
 from .supervisor import TaskSupervisor, task_supervisor
-from .task import TaskInfo, current_task
-from .workers import (
+from .workers.kinds import (
     BackgroundAsyncWorker,
     BackgroundEventWorker,
     BackgroundIntervalWorker,

@@ -19,7 +19,7 @@ from typing import TextIO
 
 from . import benchmark
 from .api import background_task
-from .constants import (
+from .core.constants import (
     TASK_CRITICAL,
     TASK_HIGH,
     TASK_LOW,
@@ -27,9 +27,9 @@ from .constants import (
     TASK_STATUS_CANCELED,
     TASK_STATUS_COMPLETED,
 )
-from .errors import TaskError
+from .core.errors import TaskError
+from .core.task import TaskInfo
 from .supervisor import TaskSupervisor
-from .task import TaskInfo
 
 PRIORITY_NAMES = {
     TASK_CRITICAL: "CRITICAL",

@@ -8,12 +8,10 @@ import time
 from collections.abc import Iterable
 from typing import Any, Callable, overload
 
-from .constants import TASK_NORMAL, TT_COROUTINE, TT_MP, TT_THREAD
-from .errors import WaitTimeoutError
-from .processpool import accepts_task_id
-from .supervisor import TaskSupervisor, task_supervisor
-from .task import TaskInfo
-from .validation import (
+from .core.constants import TASK_NORMAL, TT_COROUTINE, TT_MP, TT_THREAD
+from .core.errors import WaitTimeoutError
+from .core.task import TaskInfo
+from .core.validation import (
     check_callable,
     check_delay,
     check_priority,
@@ -21,6 +19,8 @@ from .validation import (
     check_time_limit,
     check_timeout,
 )
+from .pools.processpool import accepts_task_id
+from .supervisor import TaskSupervisor, task_supervisor
 
 TaskFactory = Callable[..., TaskInfo]
 

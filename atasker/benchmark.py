@@ -19,10 +19,10 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Callable
 
 from .api import background_task, wait_completed
-from .constants import TASK_HIGH, TASK_LOW, TT_MP, TT_THREAD
-from .processpool import default_context
+from .core.constants import TASK_HIGH, TASK_LOW, TT_MP, TT_THREAD
+from .core.task import TaskInfo
+from .pools.processpool import default_context
 from .supervisor import TaskSupervisor
-from .task import TaskInfo
 
 THREADS = 8
 PROCESSES = 2

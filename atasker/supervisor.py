@@ -21,23 +21,29 @@ import threading
 import uuid
 from typing import Any, Union
 
-from .dispatch import TaskDispatch
-from .info import TaskLookup
-from .jobs import JobSchedulerRegistry
-from .lifecycle import RUNNING, Lifecycle, StopRequest, interrupts_atasker_code, track
-from .mpconfig import ProcessPoolConfig
-from .processpool import ProcessPool
-from .queuewait import QueueWaitReports
-from .registry import TaskRegistry
-from .schedulers import SchedulerRegistry
-from .threadconfig import ThreadPoolConfig
-from .threadpool import ThreadPool
-from .timer import Timer
-from .validation import (
+from .aio.jobs import JobSchedulerRegistry
+from .control.dispatch import TaskDispatch
+from .control.info import TaskLookup
+from .control.lifecycle import (
+    RUNNING,
+    Lifecycle,
+    StopRequest,
+    interrupts_atasker_code,
+    track,
+)
+from .control.schedulers import SchedulerRegistry
+from .core.registry import TaskRegistry
+from .core.timer import Timer
+from .core.validation import (
     check_count,
     check_timeout,
     check_wait,
 )
+from .pools.mpconfig import ProcessPoolConfig
+from .pools.processpool import ProcessPool
+from .pools.queuewait import QueueWaitReports
+from .pools.threadconfig import ThreadPoolConfig
+from .pools.threadpool import ThreadPool
 
 logger = logging.getLogger("atasker")
 
@@ -310,7 +316,7 @@ class TaskSupervisor(
             lambda: self._supervisor_aloop().get_loop()
         )
 
-    # The scheduler registry (atasker.schedulers) ----------------------
+    # The scheduler registry (atasker.control.schedulers) ----------------------
 
     def register_scheduler(self, scheduler: Any) -> bool:
         """Register a scheduler (atasker's call): its ``loop()`` coroutine, if

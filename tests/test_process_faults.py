@@ -14,11 +14,10 @@ from atasker import (
     ProcessPoolBrokenError,
     ProcessPoolStartError,
     background_task,
-    mproster,
-    processpool,
     wait_completed,
 )
-from atasker.mplaunch import SubprocessLauncher
+from atasker.pools import mproster, processpool
+from atasker.pools.mplaunch import SubprocessLauncher
 
 
 def mp(f, sup, **options):

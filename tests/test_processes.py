@@ -34,9 +34,9 @@ from atasker import (
     WorkerLostError,
     background_task,
     co_mp_apply,
-    mproster,
     wait_completed,
 )
+from atasker.pools import mproster
 
 
 def _alive(pid: int) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from conftest import WAIT, Gate
 
 from atasker import TASK_NORMAL, TT_THREAD, background_task
-from atasker.task import TaskInfo
-from atasker.threadpool import ThreadPool
-from atasker.timer import Timer
+from atasker.core.task import TaskInfo
+from atasker.core.timer import Timer
+from atasker.pools.threadpool import ThreadPool
 
 
 def _pool(size: int = 1) -> ThreadPool:

@@ -9,7 +9,7 @@ import threading
 from conftest import WAIT
 
 from atasker import TASK_NORMAL, TT_THREAD, background_task
-from atasker.task import TaskInfo
+from atasker.core.task import TaskInfo
 
 
 def _record() -> TaskInfo:

@@ -8,8 +8,8 @@ import time
 from conftest import WAIT, Gate
 
 from atasker import TASK_NORMAL, TT_THREAD
-from atasker.task import TaskInfo
-from atasker.threadpool import ThreadPool
+from atasker.core.task import TaskInfo
+from atasker.pools.threadpool import ThreadPool
 
 
 def test_hurry_shortens_a_drain(gate: Gate) -> None:

@@ -7,8 +7,8 @@ import threading
 from conftest import WAIT, Gate, supervisor_threads
 
 from atasker import TASK_NORMAL, TT_THREAD, background_task
-from atasker.registry import TaskRegistry
-from atasker.task import TaskInfo
+from atasker.core.registry import TaskRegistry
+from atasker.core.task import TaskInfo
 
 
 def test_configure_min_size_with_queued_tasks(make_supervisor, gate: Gate) -> None:

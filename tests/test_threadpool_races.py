@@ -107,8 +107,8 @@ def test_push_and_cancel_race_leaves_exact_counts(fast_switching) -> None:
     from conftest import Gate
 
     from atasker import TT_THREAD
-    from atasker.task import TaskInfo
-    from atasker.threadpool import ThreadPool
+    from atasker.core.task import TaskInfo
+    from atasker.pools.threadpool import ThreadPool
 
     gate = Gate()
     pool = ThreadPool(

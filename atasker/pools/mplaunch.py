@@ -173,7 +173,7 @@ class Launcher(Protocol):
 # that import (about 100 ms) would be slow; a worker's start pays instead.
 _BOOTSTRAP = (
     "import sys; sys.path.insert(0, {path!r}); "
-    "from atasker.mpworker import bootstrap; bootstrap({sock}, {lifeline})"
+    "from atasker.pools.mpworker import bootstrap; bootstrap({sock}, {lifeline})"
 )
 
 
@@ -250,7 +250,9 @@ class SubprocessLauncher:
             },
             pickle.HIGHEST_PROTOCOL,
         )
-        self._package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self._package_dir = os.path.dirname(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        )
         self._lifeline_r, self._lifeline_w = os.pipe()
         keep_from_children(self._lifeline_r, self._lifeline_w)
         flags: list[str] = getattr(subprocess, "_args_from_interpreter_flags", list)()

@@ -22,7 +22,7 @@ aloop)::
 
 ``stop()`` cancels the driver only while it waits; a run in progress is let
 finish (``stop(wait=...)`` waits for it, at most that long). The kinds of
-worker (queue, event, interval) are in :mod:`atasker.workers`.
+worker (queue, event, interval) are in :mod:`atasker.workers.kinds`.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ import threading
 import uuid
 from typing import Any, Callable
 
-from .constants import TASK_NORMAL
-from .errors import SupervisorNotRunningError, WorkerNotRunningError
-from .supervisor import TaskSupervisor, task_supervisor
-from .validation import check_callable, check_priority, check_timeout
+from ..core.constants import TASK_NORMAL
+from ..core.errors import SupervisorNotRunningError, WorkerNotRunningError
+from ..core.validation import check_callable, check_priority, check_timeout
+from ..supervisor import TaskSupervisor, task_supervisor
 from .workerrun import ExecutorRuns, process_pool_configured
 
 logger = logging.getLogger("atasker")

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from .task import TaskInfo
+from ..core.task import TaskInfo
 
 logger = logging.getLogger("atasker")
 

@@ -17,11 +17,11 @@ import sys
 import traceback
 from typing import Any, Callable, overload
 
-from .constants import PRIORITIES, TASK_NORMAL
-from .errors import TaskCancelledError
-from .supervisor import TaskSupervisor, task_supervisor
-from .task import TaskInfo
-from .validation import check_callable
+from ..core.constants import PRIORITIES, TASK_NORMAL
+from ..core.errors import TaskCancelledError
+from ..core.task import TaskInfo
+from ..core.validation import check_callable
+from ..supervisor import TaskSupervisor, task_supervisor
 
 logger = logging.getLogger("atasker")
 

@@ -22,16 +22,13 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
-from .aloop import cancel_coroutine, schedule_coroutine
-from .constants import TASK_NORMAL, TT_COROUTINE, TT_MP, TT_THREAD
-from .errors import SupervisorNotRunningError
-from .mpcodec import accepts_task_id, pickle_payload
-from .processpool import ProcessPool
-from .registry import TaskRegistry
-from .task import TaskInfo
-from .threadpool import ThreadPool
-from .timer import Timer
-from .validation import (
+from ..aio.aloop import cancel_coroutine, schedule_coroutine
+from ..core.constants import TASK_NORMAL, TT_COROUTINE, TT_MP, TT_THREAD
+from ..core.errors import SupervisorNotRunningError
+from ..core.registry import TaskRegistry
+from ..core.task import TaskInfo
+from ..core.timer import Timer
+from ..core.validation import (
     check_args,
     check_callable,
     check_delay,
@@ -40,6 +37,9 @@ from .validation import (
     check_task_type,
     check_time_limit,
 )
+from ..pools.mpcodec import accepts_task_id, pickle_payload
+from ..pools.processpool import ProcessPool
+from ..pools.threadpool import ThreadPool
 
 logger = logging.getLogger("atasker")
 

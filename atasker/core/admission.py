@@ -17,7 +17,7 @@ Each queue and heap has an owner, the container a record names in its
 ``_container`` field while it is held (the pool, or the timer): a record is
 live here exactly while that field is the owner. Nothing here locks: the
 owner holds its lock around every call. The pools' shared base class is in
-:mod:`atasker.pool`.
+:mod:`atasker.pools.pool`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fixed-rate schedules: the one place that says when the next tick is.
 
-Workers (:mod:`atasker.workers`) and async jobs (:mod:`atasker.jobs`) both run
+Workers (:mod:`atasker.workers`) and async jobs (:mod:`atasker.aio.jobs`) both run
 on a grid of ticks ``start + k * interval``. A run that overruns its interval
 is followed at once by the next run, and the ticks it missed are skipped
 instead of bursting to catch up::

@@ -7,15 +7,15 @@ from __future__ import annotations
 import types
 from typing import Any
 
-from .constants import (
+from ..core.constants import (
     PRIORITIES,
     TASK_STATUS_DELAYED,
     TASK_STATUS_STARTED,
     TT_MP,
     TT_THREAD,
 )
-from .registry import TaskRegistry
-from .task import TaskInfo, current_task
+from ..core.registry import TaskRegistry
+from ..core.task import TaskInfo, current_task
 
 
 class TaskLookup:

@@ -1,7 +1,7 @@
 """The thread pool's configuration: the reserve rule and the thread limits.
 
 The supervisor inherits :class:`ThreadPoolConfig`; the values live here and
-go to the running :class:`~atasker.threadpool.ThreadPool` whenever they change.
+go to the running :class:`~atasker.pools.threadpool.ThreadPool` whenever they change.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from .validation import check_count
+from ..core.validation import check_count
 
 if TYPE_CHECKING:
     from .threadpool import ThreadPool

@@ -28,9 +28,9 @@ import weakref
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from .constants import TASK_NORMAL, TT_COROUTINE
-from .errors import WaitTimeoutError
-from .task import TaskInfo
+from ..core.constants import TASK_NORMAL, TT_COROUTINE
+from ..core.errors import WaitTimeoutError
+from ..core.task import TaskInfo
 
 logger = logging.getLogger("atasker")
 

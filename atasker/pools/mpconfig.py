@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ProcessPoolStartError, SupervisorNotRunningError
+from ..core.errors import ProcessPoolStartError, SupervisorNotRunningError
+from ..core.task import TaskInfo
+from ..core.validation import check_callable, check_count
 from .mplaunch import ContextLauncher, Launcher, SubprocessLauncher, resolve_context
 from .mpworker import UNGUARDED_MAIN_HINT, importing_main
 from .processpool import ProcessPool
-from .task import TaskInfo
-from .validation import check_callable, check_count
 
 
 @dataclass

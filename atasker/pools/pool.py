@@ -26,9 +26,9 @@ import threading
 import time
 from typing import Callable, Generic, TypeVar, Union
 
-from .admission import Admission
-from .constants import TASK_CRITICAL
-from .task import TaskInfo
+from ..core.admission import Admission
+from ..core.constants import TASK_CRITICAL
+from ..core.task import TaskInfo
 
 # A drain's deadline: a ``time.monotonic()`` value, None (no limit), or a
 # function returning the current one (a later, shorter stop() shortens a

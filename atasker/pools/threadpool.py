@@ -43,8 +43,8 @@ import threading
 import time
 from typing import Callable
 
+from ..core.task import TaskInfo, _running
 from .pool import AdmittingPool, Deadline, IdleStack
-from .task import TaskInfo, _running
 
 logger = logging.getLogger("atasker")
 

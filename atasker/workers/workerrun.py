@@ -11,7 +11,7 @@
 An exception from the executor goes to :meth:`ExecutorRuns.error` inside the
 ``except`` block: in the pool thread for a thread run, so ``on_error`` (user
 code) stays off the driver's loop and ``sys.exc_info()`` tells what failed.
-The lifecycle around the runs is in :mod:`atasker.worker`.
+The lifecycle around the runs is in :mod:`atasker.workers.worker`.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Callable
 
-from .constants import TT_MP, TT_THREAD
-from .errors import SupervisorNotRunningError
-from .processpool import accepts_task_id
+from ..core.constants import TT_MP, TT_THREAD
+from ..core.errors import SupervisorNotRunningError
+from ..pools.processpool import accepts_task_id
 
 if TYPE_CHECKING:
-    from .supervisor import TaskSupervisor
+    from ..supervisor import TaskSupervisor
 
 logger = logging.getLogger("atasker")
 
@@ -48,7 +48,7 @@ def process_pool_configured(supervisor: Any) -> bool:
 
 
 class ExecutorRuns:
-    """The executor side of :class:`atasker.worker.BackgroundWorker`."""
+    """The executor side of :class:`atasker.workers.worker.BackgroundWorker`."""
 
     name: str
     priority: int

@@ -24,9 +24,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..core.interval import next_tick
+from ..core.validation import check_callable, check_count, check_delay
 from .aloop import ALoop, AloopRegistry
-from .interval import next_tick
-from .validation import check_callable, check_count, check_delay
 
 logger = logging.getLogger("atasker")
 

@@ -1,6 +1,6 @@
 """The kinds of worker: async, event, interval and queue workers, and the
 ``background_worker`` decorator that picks one. The base class, its driver
-and its lifecycle are in :mod:`atasker.worker`.
+and its lifecycle are in :mod:`atasker.workers.worker`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any, Callable, overload
 
-from .interval import next_tick
-from .validation import check_callable, check_delay
+from ..core.interval import next_tick
+from ..core.validation import check_callable, check_delay
 from .worker import BackgroundWorker, WorkerNotRunningError
 from .workerrun import process_pool_configured
 

@@ -36,7 +36,8 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
-from .errors import ProcessPoolBrokenError, ProcessPoolStartError
+from ..core.errors import ProcessPoolBrokenError, ProcessPoolStartError
+from ..core.task import TaskInfo
 from .mpcodec import INIT_FAILED, READY, NeedsUserCode, RemoteTraceback, decode_outcome
 from .mpcodec import accepts_task_id as accepts_task_id  # the supervisor's import
 from .mpcodec import pickle_payload as pickle_payload  # the supervisor's import
@@ -60,7 +61,6 @@ from .mproster import (
 )
 from .mpthreads import UserCodeThread
 from .pool import AdmittingPool, Deadline
-from .task import TaskInfo
 
 logger = logging.getLogger("atasker")
 

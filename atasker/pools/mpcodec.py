@@ -128,8 +128,8 @@ _SAFE_MODULES = {
     "datetime",
     "decimal",
     "fractions",
-    "atasker.errors",
-    "atasker.mpcodec",
+    "atasker.core.errors",
+    "atasker.pools.mpcodec",
 }
 _UNSAFE_BUILTINS = {"eval", "exec", "compile", "open", "getattr", "__import__"}
 

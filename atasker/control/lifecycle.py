@@ -54,13 +54,18 @@ STOPPED = "stopped"
 # stop itself keeps to N; this covers the last joins and a clock tick.
 STOP_GRACE = 1.0
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Modules that only call user code and hold none of our locks meanwhile:
 # their frames below a stop() do not mean a signal handler interrupted us.
 _WRAPPERS = frozenset(
-    os.path.join(_PACKAGE_DIR, name)
-    for name in ("api.py", "collections.py", "locker.py", "local.py")
+    os.path.join(_PACKAGE_DIR, *name.split("/"))
+    for name in (
+        "api.py",
+        "extras/collections.py",
+        "extras/locker.py",
+        "extras/local.py",
+    )
 )
 
 # The threads a supervisor names supervisor_<id>_<kind>...

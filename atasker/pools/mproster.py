@@ -28,10 +28,10 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
-from .errors import ProcessPoolStartError, TaskTimeoutError, WorkerLostError
+from ..core.errors import ProcessPoolStartError, TaskTimeoutError, WorkerLostError
+from ..core.task import TaskInfo
 from .mplaunch import Launcher, WorkerProcess, close_connection
 from .pool import IdleStack
-from .task import TaskInfo
 
 logger = logging.getLogger("atasker")
 

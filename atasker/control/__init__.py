@@ -1,0 +1,2 @@
+"""The supervisor's parts: its lifecycle, dispatch of records to pools,
+look-up and statistics, and the scheduler registry."""

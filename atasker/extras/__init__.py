@@ -1,0 +1,1 @@
+"""atasker 0.7's helpers: function collections, Locker, thread-local ``g``."""
