@@ -126,3 +126,36 @@ def test_co_mp_apply_not_delayed_by_a_slow_process_callback(make_supervisor) -> 
         assert not release.is_set()  # the callback was still running
     finally:
         release.set()
+
+
+def test_exception_text_is_formatted_outside_the_record_lock(make_supervisor) -> None:
+    import threading
+
+    from conftest import WAIT
+
+    sup = make_supervisor()
+    sup.log_exceptions = False
+    sup.start()
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(Exception):
+        def __str__(self) -> str:  # user code, run while the task fails
+            entered.set()
+            release.wait(WAIT)
+            return "slow"
+
+    def fail() -> None:
+        raise Slow()
+
+    task = background_task(fail, supervisor=sup)()
+    assert entered.wait(WAIT)
+    looked = threading.Thread(target=task.wait, args=(0,))  # takes the record's lock
+    looked.start()
+    looked.join(WAIT / 2)
+    blocked = looked.is_alive()
+    release.set()
+    looked.join(WAIT)
+    assert not blocked, "the record's lock was held while user code ran"
+    assert task.wait(WAIT)
+    assert isinstance(task.exception, Slow)
+    assert background_task(abs, supervisor=sup)(-1).get(WAIT) == 1

@@ -541,6 +541,16 @@ class TaskInfo:
         to ``defer`` (the process pool's manager thread must not wait for
         them).
         """
+        # Formatting calls the exception's __str__ (user code): not under our lock.
+        text = (
+            None
+            if exception is None
+            else "".join(
+                traceback_module.format_exception(
+                    type(exception), exception, exception.__traceback__
+                )
+            )
+        )
         with self._lock:
             if self.status in FINAL_STATUSES:
                 return False
@@ -550,11 +560,7 @@ class TaskInfo:
             self.result = result
             if exception is not None:
                 self.exception = exception
-                self.traceback = "".join(
-                    traceback_module.format_exception(
-                        type(exception), exception, exception.__traceback__
-                    )
-                )
+                self.traceback = text
             self.time_completed = time.time()
             self.status = status
             # Read after the status is written: a container pushing the record
