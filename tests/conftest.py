@@ -16,9 +16,18 @@ _numbers = itertools.count(1)
 WAIT = 10.0
 
 
+# What follows supervisor_<id>_ in the name of each thread of a supervisor,
+# so that supervisor "x" does not count the threads of supervisor "x_y".
+THREAD_KINDS = ("pool_", "timer", "aloop_", "mp_", "stop", "callbacks")
+
+
 def supervisor_threads(supervisor_id: str) -> list[threading.Thread]:
     prefix = f"supervisor_{supervisor_id}_"
-    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+    return [
+        t
+        for t in threading.enumerate()
+        if t.name.startswith(prefix) and t.name[len(prefix) :].startswith(THREAD_KINDS)
+    ]
 
 
 @pytest.fixture

@@ -652,3 +652,4 @@ def test_a_supervisor_does_not_own_the_threads_of_one_whose_id_it_prefixes(
     assert background_task(stop_short, supervisor=longer)().wait(WAIT)
     assert seen == [TASK_STATUS_COMPLETED]
     assert not short.active
+    longer.stop(wait=WAIT)
