@@ -127,15 +127,6 @@ class TaskSupervisor(
     def _active(self) -> bool:
         return self._lifecycle.state == RUNNING
 
-
-
-    # ------------------------------------------------------------------
-    # Configuration
-    # ------------------------------------------------------------------
-
-
-
-
     # ------------------------------------------------------------------
     # Lifecycle
     # ------------------------------------------------------------------
@@ -343,23 +334,6 @@ class TaskSupervisor(
         """Stop every scheduler by ``deadline`` (``time.monotonic()``; None:
         no limit)."""
         self._schedulers.stop_schedulers(deadline)
-
-    # ------------------------------------------------------------------
-    # Tasks
-    # ------------------------------------------------------------------
-
-
-
-
-
-    # ------------------------------------------------------------------
-    # Callbacks from the timer, the pool and the records
-    # ------------------------------------------------------------------
-
-
-
-
-
 
 
 # The default supervisor: created at import, starts nothing until start().
