@@ -40,7 +40,7 @@ from .extras.local import LocalProxy, g, set_debug
 from .extras.locker import Locker
 from .pools.mpworker import RemoteTraceback
 from .supervisor import TaskSupervisor, task_supervisor
-from .workers.kinds import (
+from .workers import (
     BackgroundAsyncWorker,
     BackgroundEventWorker,
     BackgroundIntervalWorker,

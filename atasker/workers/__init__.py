@@ -6,15 +6,15 @@ event, interval) and ``background_worker`` in :mod:`atasker.workers.kinds`.
 ``atasker.workers`` keeps the names atasker 0.7's module of that name had.
 """
 
+from ..core.errors import WorkerNotRunningError
 from .kinds import (
     BackgroundAsyncWorker,
     BackgroundEventWorker,
     BackgroundIntervalWorker,
     BackgroundQueueWorker,
-    BackgroundWorker,
-    WorkerNotRunningError,
     background_worker,
 )
+from .worker import BackgroundWorker
 
 __all__ = [
     "BackgroundAsyncWorker",

@@ -12,26 +12,16 @@ import logging
 from collections.abc import Iterator
 from typing import Any, Callable, overload
 
+from ..core.errors import WorkerNotRunningError
 from ..core.interval import next_tick
 from ..core.validation import check_callable, check_delay
-from .worker import BackgroundWorker, WorkerNotRunningError
-from .workerrun import process_pool_configured
+from .worker import BackgroundWorker
 
 logger = logging.getLogger("atasker")
 
 # Seconds between runs of an interval worker given no schedule (atasker 0.7).
 DEFAULT_DELAY = 1.0
 
-__all__ = [
-    "BackgroundAsyncWorker",
-    "BackgroundEventWorker",
-    "BackgroundIntervalWorker",
-    "BackgroundQueueWorker",
-    "BackgroundWorker",
-    "WorkerNotRunningError",
-    "background_worker",
-    "process_pool_configured",
-]
 
 
 class Triggered:

@@ -35,14 +35,13 @@ import uuid
 from typing import Any, Callable
 
 from ..core.constants import TASK_NORMAL
-from ..core.errors import SupervisorNotRunningError, WorkerNotRunningError
+from ..core.errors import SupervisorNotRunningError
 from ..core.validation import check_callable, check_priority, check_timeout
 from ..supervisor import TaskSupervisor, task_supervisor
 from .workerrun import ExecutorRuns, process_pool_configured
 
 logger = logging.getLogger("atasker")
 
-__all__ = ["BackgroundWorker", "WorkerNotRunningError"]
 
 
 class BackgroundWorker(ExecutorRuns):
