@@ -94,11 +94,6 @@ class StopRequest:
         """The ``time.monotonic()`` value to stop by; None: no limit."""
         return self._deadline
 
-    def remaining(self) -> float | None:
-        """Seconds left to the deadline (>= 0); None: no limit."""
-        deadline = self._deadline
-        return None if deadline is None else max(0.0, deadline - time.monotonic())
-
     @property
     def cancel_tasks(self) -> bool:
         """Cancel queued tasks at once instead of letting them run."""
@@ -254,16 +249,11 @@ class Lifecycle:
             request.done.set()
             logger.info("supervisor %s stopped", self.name)
 
-    def wait_stopped(self, timeout: float | None = None) -> bool:
-        """Block while RUNNING or STOPPING; True once NEW or STOPPED."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def wait_stopped(self) -> None:
+        """Block while RUNNING or STOPPING (at once if NEW or STOPPED)."""
         with self._lock:
             while self.state in (RUNNING, STOPPING):
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-        return True
+                self._changed.wait()
 
     def reset_after_fork(self) -> None:
         """In a forked child: fresh locks; a running supervisor is STOPPED."""
