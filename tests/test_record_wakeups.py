@@ -159,3 +159,26 @@ def test_exception_text_is_formatted_outside_the_record_lock(make_supervisor) ->
     assert task.wait(WAIT)
     assert isinstance(task.exception, Slow)
     assert background_task(abs, supervisor=sup)(-1).get(WAIT) == 1
+
+
+def test_exception_whose_str_raises_still_ends_the_task(make_supervisor) -> None:
+    from conftest import WAIT
+
+    from atasker import TASK_STATUS_EXCEPTION
+
+    sup = make_supervisor()
+    sup.log_exceptions = False
+    sup.start()
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise SystemExit("from __str__")
+
+    def fail() -> None:
+        raise Unprintable()
+
+    task = background_task(fail, supervisor=sup)()
+    assert task.wait(WAIT)
+    assert task.status == TASK_STATUS_EXCEPTION
+    assert isinstance(task.exception, Unprintable)
+    assert background_task(abs, supervisor=sup)(-1).get(WAIT) == 1

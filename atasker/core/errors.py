@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import sys
+import traceback
 from concurrent.futures.process import BrokenProcessPool
 
 
@@ -77,3 +78,12 @@ class ProcessPoolBrokenError(BrokenProcessPool):
 
 class WorkerNotRunningError(RuntimeError):
     """An item was put to a worker that is not started (or was stopped)."""
+
+
+def format_exception(exc: BaseException) -> str:
+    """The traceback text of ``exc``; never raises, whatever its ``__str__``
+    (user code) does."""
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except BaseException:
+        return f"{type(exc).__qualname__} (its traceback could not be formatted)\n"

@@ -37,7 +37,6 @@ import logging
 import math
 import threading
 import time
-import traceback as traceback_module
 import types
 from collections.abc import Generator, Mapping
 from typing import Any, Callable, Protocol
@@ -54,7 +53,12 @@ from .constants import (
     TT_COROUTINE,
     TT_THREAD,
 )
-from .errors import TaskCancelledError, TaskError, WaitTimeoutError
+from .errors import (
+    TaskCancelledError,
+    TaskError,
+    WaitTimeoutError,
+    format_exception,
+)
 from .validation import check_timeout
 
 logger = logging.getLogger("atasker")
@@ -542,15 +546,7 @@ class TaskInfo:
         them).
         """
         # Formatting calls the exception's __str__ (user code): not under our lock.
-        text = (
-            None
-            if exception is None
-            else "".join(
-                traceback_module.format_exception(
-                    type(exception), exception, exception.__traceback__
-                )
-            )
-        )
+        text = None if exception is None else format_exception(exception)
         with self._lock:
             if self.status in FINAL_STATUSES:
                 return False

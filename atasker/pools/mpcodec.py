@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import pickle
 import re
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -51,14 +50,6 @@ def safe_repr(value: object) -> str:
         return repr(value)
     except BaseException:  # a user __repr__ may raise anything
         return f"<{type(value).__qualname__} object (repr failed)>"
-
-
-def format_exception(exc: BaseException) -> str:
-    """The traceback text of ``exc``; never raises, whatever ``__str__`` does."""
-    try:
-        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    except BaseException:  # formatting calls user __str__
-        return f"{type(exc).__qualname__} (its traceback could not be formatted)\n"
 
 
 def pickle_payload(
@@ -188,9 +179,7 @@ def decode_outcome(data: bytes, user_code: bool) -> Outcome:
         else:
             unpickler = _UserUnpickler if user_code else _ManagerUnpickler
             ok, value, text = unpickler(io.BytesIO(data)).load()
-    except NeedsUserCode:
-        if user_code:  # pragma: no cover - _UserUnpickler never raises it
-            raise TypeError("unreachable") from None
+    except NeedsUserCode:  # only _ManagerUnpickler raises it: decode elsewhere
         raise
     except BaseException as exc:  # __setstate__ and imports are user code
         error = TypeError(

@@ -35,13 +35,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .mpcodec import (
-    INIT_FAILED,
-    READY,
-    RemoteTraceback,
-    encode_outcome,
-    format_exception,
-)
+from ..core.errors import format_exception
+from .mpcodec import INIT_FAILED, READY, RemoteTraceback, encode_outcome
 
 __all__ = ["RemoteTraceback", "bootstrap", "importing_main", "worker_main"]
 

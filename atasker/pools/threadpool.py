@@ -87,14 +87,13 @@ class ThreadPool(AdmittingPool):
         self._name_prefix = name_prefix
         self._run_task = run_task
         self._idle: IdleStack[_Worker] = IdleStack()
-        self._size = 0  # threads running a task or parked
         self._threads: set[threading.Thread] = set()
         self._numbers = itertools.count(1)
         self._stopping = False
         self.min_size = min_size
         self.max_size = max_size
         self.idle_timeout = IDLE_TIMEOUT
-        self._size = min_size
+        self._size = min_size  # threads running a task or parked
         self._start_threads([None] * min_size)
 
     # ------------------------------------------------------------------
@@ -254,7 +253,6 @@ class ThreadPool(AdmittingPool):
             if self._stopping or self._surplus_locked(self._size, self.max_size):
                 self._size -= 1
                 return None
-        return self._park(worker)
         return self._park(worker)
 
     def _park(self, worker: _Worker) -> TaskInfo | None:
