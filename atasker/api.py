@@ -19,7 +19,7 @@ from .core.validation import (
     check_time_limit,
     check_timeout,
 )
-from .pools.processpool import accepts_task_id
+from .pools.mpcodec import accepts_task_id
 from .supervisor import TaskSupervisor, task_supervisor
 
 TaskFactory = Callable[..., TaskInfo]

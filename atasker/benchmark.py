@@ -21,7 +21,7 @@ from typing import Callable
 from .api import background_task, wait_completed
 from .core.constants import TASK_HIGH, TASK_LOW, TT_MP, TT_THREAD
 from .core.task import TaskInfo
-from .pools.processpool import default_context
+from .pools.mplaunch import default_context
 from .supervisor import TaskSupervisor
 
 THREADS = 8

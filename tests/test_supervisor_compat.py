@@ -147,3 +147,14 @@ def test_a_closed_loop_is_reported_as_closed(make_supervisor) -> None:
     coro.close()
     assert sup.get_tasks() == {}
     assert background_task(abs, supervisor=sup)(-4).get(WAIT) == 4
+
+
+def test_a_refused_set_thread_pool_changes_nothing(make_supervisor) -> None:
+    sup = make_supervisor()
+    sup.set_thread_pool(pool_size=2, reserve_normal=1, reserve_high=1, max_size=8)
+    before = (sup.pool_size, sup.reserve_normal, sup.min_size, sup.max_size)
+    with pytest.raises(ValueError, match="min_size"):
+        sup.set_thread_pool(pool_size=4, min_size=50, max_size=10)
+    assert (sup.pool_size, sup.reserve_normal, sup.min_size, sup.max_size) == before
+    sup.start()
+    assert background_task(abs, supervisor=sup)(-1).get(WAIT) == 1

@@ -317,6 +317,10 @@ class TaskInfo:
         """
         if timeout is not None:
             timeout = _checked_timeout(timeout)
+        return self._wait(timeout)
+
+    def _wait(self, timeout: float | None) -> bool:
+        """:meth:`wait` with ``timeout`` already checked."""
         if self.status in FINAL_STATUSES:
             return True
         with self._lock:
@@ -361,7 +365,7 @@ class TaskInfo:
         """
         if timeout is not None:
             timeout = _checked_timeout(timeout)
-        if self.status not in FINAL_STATUSES and not self.wait(timeout):
+        if not self._wait(timeout):
             raise WaitTimeoutError(
                 f"task {self.id} ({self.name}) not completed within {timeout} s"
             )

@@ -303,11 +303,11 @@ class WorkerRoster:
             process.close()
         self._launcher.close()
 
-    def forked(self) -> None:
-        """In a child of ``os.fork()``: forget the parent's workers without
-        closing anything (mplaunch's hook closed the descriptors; closing
-        again could hit a number the child reuses)."""
-        self._lock = threading.Lock()
+    def forked(self, lock: threading.Lock, changed: threading.Condition) -> None:
+        """In a child of ``os.fork()``: take the pool's new lock; forget the
+        parent's workers without closing anything (mplaunch's hook closed the
+        descriptors; closing again could hit a number the child reuses)."""
+        self._lock, self._changed = lock, changed
         self.ending = True
         for worker in self.workers:
             worker.process.conn._handle = None  # type: ignore[attr-defined]

@@ -39,8 +39,6 @@ from typing import Any
 from ..core.errors import ProcessPoolBrokenError, ProcessPoolStartError
 from ..core.task import TaskInfo
 from .mpcodec import INIT_FAILED, READY, NeedsUserCode, RemoteTraceback, decode_outcome
-from .mpcodec import accepts_task_id as accepts_task_id  # the supervisor's import
-from .mpcodec import pickle_payload as pickle_payload  # the supervisor's import
 from .mplaunch import (
     Launcher,
     close_connection,
@@ -49,8 +47,6 @@ from .mplaunch import (
     release_fd,
     watch_pool,
 )
-from .mplaunch import default_context as default_context  # the benchmark's import
-from .mplaunch import resolve_context as resolve_context  # the supervisor's import
 from .mproster import (
     GONE,
     STARTING,
@@ -427,8 +423,7 @@ class ProcessPool(AdmittingPool):
         Python owners forget them, so nothing closes a reused number."""
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
-        self._roster.forked()
-        self._roster._lock, self._roster._changed = self._lock, self._drained
+        self._roster.forked(self._lock, self._drained)
         self._accepting = False
         self._ended = self._forked = True
         self._callbacks = UserCodeThread(f"{self._name_prefix}callbacks")

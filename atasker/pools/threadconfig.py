@@ -95,23 +95,24 @@ class ThreadPoolConfig:
                 min_size is larger than max_size.
         """
         with self._state_lock:
-            self.pool_size, self.reserve_normal, self.reserve_high = reserve_rule(
+            # Everything is checked before anything changes.
+            rule = reserve_rule(
                 (self.pool_size, self.reserve_normal, self.reserve_high),
                 (pool_size, reserve_normal, reserve_high),
             )
-            if max_size is not None:
-                if check_count(max_size, "max_size") < 1:
-                    raise ValueError(f"max_size must be >= 1; got {max_size!r}")
-                self.max_size = max_size
-            if min_size is not None:
-                if min_size != "max":
-                    check_count(min_size, "min_size")
-                self.min_size = min_size
-            if self.min_size != "max" and int(self.min_size) > self._max_threads():
+            if max_size is not None and check_count(max_size, "max_size") < 1:
+                raise ValueError(f"max_size must be >= 1; got {max_size!r}")
+            if min_size is not None and min_size != "max":
+                check_count(min_size, "min_size")
+            new_max = self.max_size if max_size is None else max_size
+            new_min = self.min_size if min_size is None else min_size
+            top = _max_threads(rule, new_max)
+            if new_min != "max" and int(new_min) > top:
                 raise ValueError(
-                    f"min_size ({self.min_size}) cannot be larger than max_size "
-                    f"({self._max_threads()})"
+                    f"min_size ({new_min}) cannot be larger than max_size ({top})"
                 )
+            self.pool_size, self.reserve_normal, self.reserve_high = rule
+            self.max_size, self.min_size = new_max, new_min
             if self._pool is not None:
                 self._pool.configure(
                     self.pool_size,
@@ -124,16 +125,20 @@ class ThreadPoolConfig:
     set_config = set_thread_pool  # atasker's older name
 
     def _max_threads(self) -> int:
-        if self.max_size is not None:
-            return self.max_size
-        default = (os.cpu_count() or 1) * 5
-        if self.pool_size:
-            return max(
-                default, self.pool_size + self.reserve_normal + self.reserve_high
-            )
-        return default
+        return _max_threads(
+            (self.pool_size, self.reserve_normal, self.reserve_high), self.max_size
+        )
 
     def _min_threads(self) -> int:
         if self.min_size == "max":
             return self._max_threads()
         return min(int(self.min_size), self._max_threads())
+
+
+def _max_threads(rule: tuple[int, int, int], max_size: int | None) -> int:
+    """Most threads for non-CRITICAL tasks: ``max_size`` if set, else the
+    larger of ``cpu_count * 5`` and the reserve rule's total."""
+    if max_size is not None:
+        return max_size
+    default = (os.cpu_count() or 1) * 5
+    return max(default, sum(rule)) if rule[0] else default

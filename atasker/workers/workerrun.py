@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.constants import TT_MP, TT_THREAD
 from ..core.errors import SupervisorNotRunningError
-from ..pools.processpool import accepts_task_id
+from ..pools.mpcodec import accepts_task_id
 
 if TYPE_CHECKING:
     from ..supervisor import TaskSupervisor
