@@ -158,3 +158,23 @@ def test_a_refused_set_thread_pool_changes_nothing(make_supervisor) -> None:
     assert (sup.pool_size, sup.reserve_normal, sup.min_size, sup.max_size) == before
     sup.start()
     assert background_task(abs, supervisor=sup)(-1).get(WAIT) == 1
+
+
+def test_submit_does_not_change_the_callers_kwargs(make_supervisor) -> None:
+    sup = make_supervisor()
+    sup.start()
+    kwargs = {"b": 2}
+    task = sup.submit(lambda a, b, _task_id: (a, b), (1,), kwargs, pass_task_id=True)
+    assert task.get(WAIT) == (1, 2)
+    assert kwargs == {"b": 2}
+
+
+def test_stop_aloop_checks_wait(make_supervisor) -> None:
+    sup = make_supervisor()
+    aloop = sup.create_aloop("checked")
+    for bad, error in ((-1, ValueError), (float("nan"), ValueError), ("1", TypeError)):
+        with pytest.raises(error, match="wait"):
+            aloop.stop(wait=bad)
+    assert aloop.is_active()
+    aloop.stop(wait=WAIT)
+    assert not aloop.is_active()

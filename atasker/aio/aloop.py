@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from ..core.constants import TASK_NORMAL, TT_COROUTINE
 from ..core.errors import WaitTimeoutError
 from ..core.task import TaskInfo
+from ..core.validation import check_wait
 
 logger = logging.getLogger("atasker")
 
@@ -202,11 +203,7 @@ class ALoop:
         cannot wait for itself: the loop stops once the caller is done, and
         this returns at once.
         """
-        timeout = None if wait is True else 0.0 if wait is False else float(wait)
-        self._stop(
-            None if timeout is None else time.monotonic() + timeout,
-            cancel_tasks or wait is False,
-        )
+        self._stop(check_wait(wait), cancel_tasks or wait is False)
 
     def _stop(self, deadline: float | None, cancel: bool) -> None:
         """Stop by ``deadline`` (``time.monotonic()``; None: no limit)."""

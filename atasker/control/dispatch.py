@@ -102,11 +102,10 @@ class TaskDispatch:
             TypeError, ValueError: a bad argument (named in the message).
             SupervisorNotRunningError: the supervisor is not started.
         """
-        check_callable(target, "target")
         return self.submit(
             target,
-            check_args(args),
-            check_kwargs(kwargs),
+            args,
+            {} if kwargs is None else kwargs,
             priority=priority,
             delay=delay,
             tt=tt,
@@ -150,10 +149,8 @@ class TaskDispatch:
         """
         if not checked:
             check_callable(target, "target")
-            if not isinstance(args, tuple):
-                args = check_args(args)
-            if type(kwargs) is not dict or not all(type(k) is str for k in kwargs):
-                kwargs = check_kwargs(kwargs)
+            args = check_args(args)
+            kwargs = check_kwargs(kwargs)  # a copy: _task_id is added below
             priority = check_priority(priority)
             delay = check_delay(delay)
             tt = check_task_type(tt)
