@@ -40,6 +40,7 @@ from .core.validation import (
     check_wait,
 )
 from .pools.mpconfig import ProcessPoolConfig
+from .pools.pool import AdmittingPool
 from .pools.processpool import ProcessPool
 from .pools.queuewait import QueueWaitReports
 from .pools.threadconfig import ThreadPoolConfig
@@ -123,10 +124,6 @@ class TaskSupervisor(
     def __repr__(self) -> str:
         return f"<TaskSupervisor id={self.id!r} {self._lifecycle.state}>"
 
-    @property
-    def _active(self) -> bool:
-        return self._lifecycle.state == RUNNING
-
     # ------------------------------------------------------------------
     # Lifecycle
     # ------------------------------------------------------------------
@@ -135,6 +132,8 @@ class TaskSupervisor(
     def active(self) -> bool:
         """True between ``start()`` and ``stop()``."""
         return self._lifecycle.state == RUNNING
+
+    _active = active  # the name the supervisor's parts use
 
     def start(self, daemon: bool | None = None) -> None:
         """Start the pools. Calling it on a started supervisor does nothing.
@@ -249,8 +248,9 @@ class TaskSupervisor(
             dropped += mp_pool.close(request.cancel_tasks)
         for task in dropped:
             task.set_canceled()
-        # Workers left running (stop_schedulers=False) end before their loops.
-        self._stop_schedulers(request.deadline())
+        if not request.stop_schedulers:
+            # Workers left running end before their loops do.
+            self._stop_schedulers(request.deadline())
         # Coroutines may await thread or process tasks, which still run.
         self._stop_aloops(request.deadline(), request.cancel_tasks)
         # Both pools drain towards the same deadline; the process pool also
@@ -270,14 +270,12 @@ class TaskSupervisor(
         request: StopRequest, pool: ThreadPool, mp_pool: ProcessPool | None
     ) -> None:
         """A later stop() made this one more urgent."""
-        pools: list[Any] = [pool] if mp_pool is None else [pool, mp_pool]
+        pools: list[AdmittingPool] = [pool] if mp_pool is None else [pool, mp_pool]
         for each in pools:
             if request.cancel_tasks:
                 for task in each.close(True):
                     task.set_canceled()
-            hurry = getattr(each, "hurry", None)
-            if hurry is not None:
-                hurry()
+            each.hurry()
 
     def block(self) -> None:
         """Block the calling thread until the supervisor is stopped (at once
@@ -299,13 +297,7 @@ class TaskSupervisor(
             self._registry.keep_finished, self._registry.keep_finished_age
         )
         self._reset_aloops_after_fork()
-        for scheduler in self._schedulers.get():
-            reset = getattr(scheduler, "_reset_after_fork", None)
-            if reset is not None:
-                reset()
-        self._schedulers = SchedulerRegistry(
-            lambda: self._supervisor_aloop().get_loop()
-        )
+        self._schedulers.reset_after_fork()
 
     # The scheduler registry (atasker.control.schedulers) ----------------------
 

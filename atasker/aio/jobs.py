@@ -232,9 +232,7 @@ class AsyncJobScheduler:
 
     def _end(self, job: AsyncJob) -> None:
         """``job`` made its ``number`` of runs."""
-        with self._lock:
-            self._jobs.discard(job)
-        job.canceled = True
+        self.cancel_job(job)
 
     @staticmethod
     def _cancel_in_loop(job: AsyncJob) -> None:

@@ -41,6 +41,16 @@ class SchedulerRegistry:
         # Scheduler -> the future of its loop() coroutine, or None.
         self._schedulers: dict[Any, concurrent.futures.Future[Any] | None] = {}
 
+    def reset_after_fork(self) -> None:
+        """In a child made by os.fork(): no scheduler's loop runs there. Reset
+        each that can be (workers), then forget them all."""
+        for scheduler in self._schedulers:
+            reset = getattr(scheduler, "_reset_after_fork", None)
+            if reset is not None:
+                reset()
+        self._lock = threading.Lock()
+        self._schedulers = {}
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._schedulers)
