@@ -31,7 +31,7 @@ from typing import Any
 from ..core.errors import ProcessPoolStartError, TaskTimeoutError, WorkerLostError
 from ..core.task import TaskInfo
 from .mplaunch import Launcher, WorkerProcess, close_connection
-from .pool import IdleStack
+from .pool import IdleStack, remaining
 
 logger = logging.getLogger("atasker")
 
@@ -174,11 +174,10 @@ class WorkerRoster:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while sum(1 for w in self.workers if w.state in (IDLE, BUSY)) < count:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                timed_out = remaining is not None and remaining <= 0
-                if broken() or timed_out:
+                left = remaining(deadline)
+                if broken() or (left is not None and left <= 0):
                     return False
-                self._changed.wait(remaining)
+                self._changed.wait(left)
             return True
 
     def pids(self) -> list[int]:

@@ -38,6 +38,13 @@ Deadline = Union[float, None, Callable[[], Union[float, None]]]
 W = TypeVar("W")
 
 
+def remaining(deadline: Deadline) -> float | None:
+    """Seconds left to ``deadline`` (a function is asked for the current
+    one); None: no limit. Negative once it has passed."""
+    current = deadline() if callable(deadline) else deadline
+    return None if current is None else current - time.monotonic()
+
+
 class IdleStack(Generic[W]):
     """Idle workers, the most recently parked on top.
 
@@ -167,8 +174,7 @@ class AdmittingPool:
         """
         self._accepting = False
         while len(self._admission.ready) or self._admission.running > own:
-            current = deadline() if callable(deadline) else deadline
-            remaining = None if current is None else current - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            left = remaining(deadline)
+            if left is not None and left <= 0:
                 return
-            self._drained.wait(remaining)
+            self._drained.wait(left)

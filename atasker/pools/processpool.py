@@ -56,7 +56,7 @@ from .mproster import (
     start_error,
 )
 from .mpthreads import UserCodeThread
-from .pool import AdmittingPool, Deadline
+from .pool import AdmittingPool, Deadline, remaining
 
 logger = logging.getLogger("atasker")
 
@@ -402,10 +402,10 @@ class ProcessPool(AdmittingPool):
         with self._lock:
             dropped += [w.task for w in self._roster.workers if w.task is not None]
         self._roster.end()
-        current = deadline() if callable(deadline) else deadline
-        remaining = None if current is None else max(0.0, current - time.monotonic())
-        self._decoder.close(remaining)
-        self._callbacks.close(remaining)
+        left = remaining(deadline)
+        left = None if left is None else max(0.0, left)
+        self._decoder.close(left)
+        self._callbacks.close(left)
         release_fd(self._wakeup_r)
         release_fd(self._wakeup_w)
         forget_pool(self)

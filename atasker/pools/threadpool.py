@@ -40,11 +40,11 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
 from typing import Callable
 
 from ..core.task import TaskInfo, _running
 from .pool import AdmittingPool, Deadline, IdleStack
+from .pool import remaining as pool_remaining
 
 logger = logging.getLogger("atasker")
 
@@ -312,11 +312,7 @@ class ThreadPool(AdmittingPool):
             with self._lock:
                 if not self._threads.difference((threading.current_thread(),)):
                     return
-                remaining = _remaining(deadline)
+                remaining = pool_remaining(deadline)
                 if remaining is not None and remaining <= 0:
                     return
                 self._drained.wait(remaining)
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else deadline - time.monotonic()
