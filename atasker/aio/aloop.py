@@ -24,7 +24,6 @@ import concurrent.futures
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -39,9 +38,6 @@ logger = logging.getLogger("atasker")
 # for the loop's thread to close the loop.
 STOP_GRACE = 1.0
 
-# asyncio tasks of coroutine tasks whose cancel() was asked: such a record
-# ends CANCELED even if its coroutine swallows the CancelledError.
-_cancel_requested: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
 
 class TaskOwner(Protocol):
@@ -207,7 +203,7 @@ class ALoop:
 
     def _stop(self, deadline: float | None, cancel: bool) -> None:
         """Stop by ``deadline`` (``time.monotonic()``; None: no limit)."""
-        _join_stopped([self._begin_stop(deadline, cancel)], deadline)
+        join_stopped([self._begin_stop(deadline, cancel)], deadline)
 
     def _begin_stop(
         self, deadline: float | None, cancel: bool
@@ -236,154 +232,7 @@ class ALoop:
         self._loop = self._thread = None
 
 
-RESERVED_NAME = "__supervisor__"
-
-
-class AloopRegistry:
-    """The aloops of a supervisor, by name (the supervisor inherits this).
-
-    Every method is thread-safe.
-    """
-
-    id: str
-    default_aloop: ALoop | None
-
-    def __init__(self) -> None:
-        self._aloops: dict[str, ALoop] = {}
-        self._aloops_lock = threading.Lock()
-        self._own_aloop: ALoop | None = None
-        self.default_aloop = None
-
-    def _supervisor_aloop(self) -> ALoop:
-        """The supervisor's own loop (``__supervisor__``), started on first use;
-        workers' drivers run there."""
-        with self._aloops_lock:
-            if self._own_aloop is None:
-                self._own_aloop = ALoop(RESERVED_NAME, self, daemon=True)  # type: ignore[arg-type]
-            aloop = self._own_aloop
-        aloop.start()
-        return aloop
-
-    def create_aloop(
-        self, name: str, daemon: bool = False, start: bool = True, default: bool = False
-    ) -> ALoop:
-        """Create an asyncio loop running in a thread of its own.
-
-        Args:
-            name: its name; ``__supervisor__`` is reserved.
-            daemon: run its thread as a daemon thread.
-            start: start it now (returns once the loop runs).
-            default: make it the default aloop (for coroutine tasks and
-                async workers with no ``loop=``).
-
-        Returns:
-            The ALoop.
-
-        Raises:
-            ValueError: the name is reserved, empty or already taken.
-        """
-        if not isinstance(name, str) or not name or name == RESERVED_NAME:
-            raise ValueError(
-                f"name must be a non-empty string other than {RESERVED_NAME!r}; "
-                f"got {name!r}"
-            )
-        aloop = ALoop(name, self, daemon=daemon)  # type: ignore[arg-type]
-        with self._aloops_lock:
-            if name in self._aloops:
-                raise ValueError(f"an aloop named {name!r} already exists")
-            self._aloops[name] = aloop
-            if default:
-                self.default_aloop = aloop
-        if start:
-            aloop.start()
-        return aloop
-
-    def get_aloop(
-        self, name: str | ALoop | None = None, default: bool = True
-    ) -> ALoop | None:
-        """The aloop called ``name``; with no name, the default one if
-        ``default``. None if there is no such aloop."""
-        if isinstance(name, ALoop):
-            return name
-        if name is None:
-            return self.default_aloop if default else None
-        with self._aloops_lock:
-            return self._aloops.get(name)
-
-    def _aloop(self, name: str | ALoop) -> ALoop:
-        aloop = self.get_aloop(name, default=False)
-        if aloop is None:
-            raise ValueError(f"no aloop named {name!r}: create_aloop({name!r}) first")
-        return aloop
-
-    def start_aloop(self, name: str | ALoop) -> None:
-        """Start (or restart) an aloop."""
-        self._aloop(name).start()
-
-    def stop_aloop(
-        self, name: str | ALoop, wait: bool | float = True, cancel_tasks: bool = False
-    ) -> None:
-        """Stop an aloop (see :meth:`ALoop.stop`); it may be started again."""
-        self._aloop(name).stop(wait=wait, cancel_tasks=cancel_tasks)
-
-    def set_default_aloop(self, aloop: str | ALoop | None) -> None:
-        """Make ``aloop`` (an ALoop or a name; None for none) the default."""
-        self.default_aloop = None if aloop is None else self._aloop(aloop)
-
-    def get_aloops(self) -> dict[str, ALoop]:
-        """Every aloop, by name."""
-        with self._aloops_lock:
-            return dict(self._aloops)
-
-    def _stop_aloops(self, deadline: float | None, cancel_tasks: bool) -> None:
-        """Stop every aloop by ``deadline``, all at once; the supervisor's own
-        after them, with its tasks (worker drivers still waiting) cancelled."""
-        stopping = [
-            aloop._begin_stop(deadline, cancel_tasks)
-            for aloop in self.get_aloops().values()
-        ]
-        _join_stopped(stopping, deadline)
-        if self._own_aloop is not None:
-            self._own_aloop._stop(deadline, True)
-
-    def _reset_aloops_after_fork(self) -> None:
-        """In a forked child: no aloop's thread exists; each can start again."""
-        self._aloops_lock = threading.Lock()
-        for aloop in [*self._aloops.values(), self._own_aloop]:
-            if aloop is not None:
-                aloop._reset_after_fork()
-
-    def resolve_loop(self, loop: Any) -> asyncio.AbstractEventLoop:
-        """The asyncio loop a coroutine task runs on: ``loop`` is an aloop
-        name, an ALoop, an asyncio loop, or None for the default aloop.
-
-        Raises:
-            RuntimeError: no loop to run on (says how to get one).
-            ValueError: no aloop of that name.
-            TypeError: ``loop`` is none of those.
-        """
-        if loop is None:
-            aloop = self.default_aloop
-            if aloop is None:
-                raise RuntimeError(
-                    "no loop for a coroutine task: pass loop=, or create one with "
-                    "supervisor.create_aloop('name', default=True)"
-                )
-            return aloop.get_loop()
-        if isinstance(loop, str):
-            return self._aloop(loop).get_loop()
-        if isinstance(loop, ALoop):
-            return loop.get_loop()
-        if isinstance(loop, asyncio.AbstractEventLoop):
-            if loop.is_closed():
-                raise RuntimeError(f"loop {loop!r} is closed")
-            return loop
-        raise TypeError(
-            f"loop must be an aloop name, an ALoop or an asyncio loop; got {loop!r}"
-        )
-
-
-def _join_stopped(
+def join_stopped(
     stopping: list[tuple[ALoop, threading.Thread | None]], deadline: float | None
 ) -> None:
     """Join the threads of stopping aloops against one shared deadline."""
@@ -434,67 +283,3 @@ async def _drain_and_stop(timeout: float | None, cancel: bool) -> None:
             await asyncio.wait(tasks, timeout=remaining)
     finally:
         loop.stop()
-
-
-def schedule_coroutine(task: TaskInfo, loop: asyncio.AbstractEventLoop) -> None:
-    """Run the coroutine task ``task`` on ``loop`` (from any thread).
-
-    Raises:
-        RuntimeError: the loop is closed.
-    """
-    runner = _run_coroutine(task)
-    try:
-        asyncio.run_coroutine_threadsafe(runner, loop)
-    except RuntimeError:
-        runner.close()
-        raise
-
-
-async def _run_coroutine(task: TaskInfo) -> None:
-    # The asyncio task is the handle cancel() uses once the record is STARTED.
-    task.handle = asyncio.current_task()
-    # Read before the start: a final record has dropped them (target None).
-    target, args, kwargs = task.target, task.args, task.kwargs
-    if not task.set_started():
-        task.handle = None
-        _close_coroutines(task.args)  # canceled before it could start
-        return
-    try:
-        assert target is not None
-        result = await target(*args, **kwargs)
-    except asyncio.CancelledError:
-        task.set_canceled()
-        raise
-    except BaseException as exc:
-        task.set_exception(exc)
-    else:
-        if task.handle in _cancel_requested:
-            task.set_canceled()  # cancel() said True: it swallowed the cancel
-        else:
-            task.set_result(result)
-
-
-def _close_coroutines(args: tuple[Any, ...]) -> None:
-    """Close coroutine objects that will never run (no 'never awaited' warning)."""
-    for arg in args:
-        if asyncio.iscoroutine(arg):
-            arg.close()
-
-
-def cancel_coroutine(task: TaskInfo) -> bool:
-    """Cancel the asyncio task of a started coroutine task.
-
-    Returns:
-        True: the record will end CANCELED (even if the coroutine swallows
-        the CancelledError and returns).
-    """
-    handle = task.handle
-    if not isinstance(handle, asyncio.Task):
-        return False
-    _cancel_requested.add(handle)
-    try:
-        handle.get_loop().call_soon_threadsafe(handle.cancel)
-    except RuntimeError:  # the loop is closed
-        _cancel_requested.discard(handle)
-        return False
-    return True

@@ -26,7 +26,8 @@ from typing import Any
 
 from ..core.interval import next_tick
 from ..core.validation import check_callable, check_count, check_delay
-from .aloop import ALoop, AloopRegistry
+from .aloop import ALoop
+from .aloops import AloopRegistry
 
 logger = logging.getLogger("atasker")
 

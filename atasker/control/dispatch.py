@@ -22,7 +22,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..aio.aloop import cancel_coroutine, schedule_coroutine
+from ..aio.cotask import cancel_coroutine, schedule_coroutine
 from ..core.constants import TASK_NORMAL, TT_COROUTINE, TT_MP, TT_THREAD
 from ..core.errors import SupervisorNotRunningError
 from ..core.registry import TaskRegistry
