@@ -278,6 +278,11 @@ class Admission:
         self.running += 1
         return task
 
+    def reclaim(self) -> None:
+        """A task that lent its slot while it blocked runs again: it holds a
+        slot once more, even past the limits, until it ends."""
+        self.running += 1
+
     def release(self) -> None:
         """A task admitted earlier has finished: free its slot."""
         self.running -= 1

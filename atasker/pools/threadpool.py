@@ -218,7 +218,7 @@ class ThreadPool(AdmittingPool):
         extra thread retires when it frees up."""
         with self._lock:
             self._blocked -= 1
-            self._admission.running += 1
+            self._admission.reclaim()
 
     # ------------------------------------------------------------------
     # Worker threads
