@@ -40,6 +40,47 @@ else:
         pass
 
 
+class SoftTimeLimitExceeded(Exception):
+    """Raised inside a task when its ``soft_time_limit`` passes.
+
+    The task may catch it to clean up; its hard ``time_limit``, if any,
+    still applies. In a thread task it is an asynchronous exception (it
+    arrives when the thread next runs Python code); in a process task, a
+    signal handler raises it; a coroutine task gets it at its ``await``.
+    """
+
+
+class Retry(Exception):
+    """The signal ``current_context().retry()`` raises: this attempt ends and
+    another follows.
+
+    Attributes:
+        exc: the exception that made the task retry, or None.
+        countdown: seconds until the next attempt; None: the task's retry
+            policy decides.
+        max_retries: the retries allowed; None: the task's ``retries``.
+    """
+
+    def __init__(
+        self,
+        message: str | None = None,
+        exc: BaseException | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+    ) -> None:
+        if message is None:
+            message = "retry requested" if exc is None else f"retry after {exc!r}"
+        super().__init__(message)
+        self.exc = exc
+        self.countdown = countdown
+        self.max_retries = max_retries
+
+
+class MaxRetriesExceededError(Exception):
+    """``retry()`` was called past ``max_retries`` without an exception to
+    re-raise."""
+
+
 class WaitTimeoutError(_TimeoutBase):
     """A wait (``get``, ``wait_completed``, ...) ran out of time; the task
     goes on. Both the builtin ``TimeoutError`` and
@@ -87,3 +128,11 @@ def format_exception(exc: BaseException) -> str:
         return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     except BaseException:
         return f"{type(exc).__qualname__} (its traceback could not be formatted)\n"
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a placeholder if that raises (user code)."""
+    try:
+        return repr(value)
+    except BaseException:  # a user __repr__ may raise anything
+        return f"<{type(value).__qualname__} object (repr failed)>"

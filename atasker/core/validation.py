@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from .constants import PRIORITIES, TASK_TYPES, TT_MP
+from .constants import PRIORITIES, TASK_TYPES
 
 
 def check_priority(priority: Any, argument: str = "priority") -> int:
@@ -104,28 +105,68 @@ def check_timeout(value: Any, argument: str) -> float | None:
     return float(value)
 
 
-def check_time_limit(time_limit: Any, tt: int) -> float | None:
-    """Return ``time_limit`` as seconds > 0, or None; only process tasks have one.
+def check_limit(value: Any, argument: str) -> float | None:
+    """Return ``value`` as seconds > 0, or None (no limit).
 
     Raises:
         TypeError: not a number.
-        ValueError: not > 0, or given for a task that is not a process task
-            (a thread cannot be stopped from outside).
+        ValueError: not a finite number > 0.
     """
-    if time_limit is None:
+    if value is None:
         return None
-    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)):
-        raise TypeError(f"time_limit must be a number of seconds; got {time_limit!r}")
-    if not math.isfinite(time_limit) or time_limit <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{argument} must be a number of seconds; got {value!r}")
+    if not math.isfinite(value) or value <= 0:
         raise ValueError(
-            f"time_limit must be a finite number of seconds > 0; got {time_limit!r}"
+            f"{argument} must be a finite number of seconds > 0; got {value!r}"
         )
-    if tt != TT_MP:
-        raise ValueError(
-            "time_limit needs tt=TT_MP: a process task is killed at its limit, "
-            "a thread cannot be stopped from outside"
+    return float(value)
+
+
+def check_bool(value: Any, argument: str) -> bool:
+    """Return ``value`` if it is True or False.
+
+    Raises:
+        TypeError: anything else.
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"{argument} must be True or False; got {value!r}")
+    return value
+
+
+def check_epoch(value: Any, argument: str) -> float:
+    """A point in time as ``time.time()`` seconds: ``value`` is a
+    ``datetime`` (aware, or naive in local time) or epoch seconds.
+
+    Raises:
+        TypeError: neither.
+        ValueError: not finite.
+    """
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{argument} must be a datetime or epoch seconds; got {value!r}"
         )
-    return float(time_limit)
+    if not math.isfinite(value):
+        raise ValueError(f"{argument} must be finite; got {value!r}")
+    return float(value)
+
+
+def check_exception_types(value: Any, argument: str) -> tuple[type[BaseException], ...]:
+    """An exception class, or a tuple (list) of them, as a tuple.
+
+    Raises:
+        TypeError: anything that is not an exception class.
+    """
+    classes = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise TypeError(
+                f"{argument} must be an exception class or a tuple of them; "
+                f"got {value!r}"
+            )
+    return classes
 
 
 def check_wait(wait: Any, argument: str = "wait") -> float | None:
