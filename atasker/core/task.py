@@ -5,12 +5,10 @@ it. Each transition is one method that changes the status under the record's
 lock, and a final status is set once::
 
     DELAYED ──> QUEUED ──> STARTED ──> COMPLETED | ERROR | EXCEPTION
-       │          │
-       └──────────┴──> CANCELED
-
-Waiting costs nothing until someone waits: the ``threading.Event`` objects
-(``started``, ``completed``) and the lists of waiters and done callbacks are
-created on first use, so a queued record is a few hundred bytes.
+       │  ▲        │          │
+       │  └────────┼── retry ─┘   (another attempt follows: holds no slot)
+       └───────────┴──> CANCELED   (a running task: cancel_requested, or
+                                    a process or coroutine task's cancel)
 
 A queued or delayed record names the container that holds it (``_container``:
 the pool whose ready queue holds it, or the timer), set and cleared by that
@@ -20,51 +18,53 @@ old one still drains).
 
 When a record reaches its final status it tells its owner (the supervisor:
 look-up store, counters), drops what it ran (target, args, kwargs), wakes its
-waiters (threads in ``wait``/``get``, awaiting coroutines: quick, internal,
-always in the finishing thread), has a failure logged, then calls the
-``callback`` option with the result and the done callbacks with the record:
-user code, run in the finishing thread or handed to ``defer``. Every
-``BaseException`` raised by a callback is logged and never reaches the thread
-that finished the task.
+waiters (threads in ``wait``/``get``, awaiting coroutines, dependants: quick,
+internal, always in the finishing thread), has a failure logged, then runs
+the user code that follows: the hooks of its options (``on_success`` or
+``on_error``, then ``after_return``), the ``callback`` option with the
+result, and the done callbacks with the record, in the finishing thread or
+handed to ``defer``. Every ``BaseException`` raised by that code is logged
+and never reaches the thread that finished the task.
+
+What its attempts keep (retries, failures, cancel reasons, reported state)
+and the retry transition are in attempts.py; waiting on it, in waiting.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import concurrent.futures
 import contextvars
 import logging
-import math
 import threading
 import time
 import types
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from typing import Any, Callable, Protocol
 
+from .attempts import (
+    FAILED_STATUSES,
+    AttemptStart,
+    AttemptState,
+    TaskAttempts,
+    cause_of,
+    failed_status,
+)
 from .constants import (
     FINAL_STATUSES,
     TASK_STATUS_CANCELED,
     TASK_STATUS_COMPLETED,
     TASK_STATUS_DELAYED,
-    TASK_STATUS_ERROR,
-    TASK_STATUS_EXCEPTION,
     TASK_STATUS_QUEUED,
     TASK_STATUS_STARTED,
     TT_COROUTINE,
     TT_THREAD,
 )
-from .errors import (
-    TaskCancelledError,
-    TaskError,
-    WaitTimeoutError,
-    format_exception,
-)
-from .validation import check_timeout
+from .errors import Retry, format_exception
+from .options import TaskOptions
+from .waiting import Defer, StartedEvent, call_logged, running
 
 logger = logging.getLogger("atasker")
-
-DoneCallback = Callable[["TaskInfo"], Any]
-Defer = Callable[[Callable[[], None]], Any]
 
 # What a finished record keeps of its keyword arguments: nothing, read-only.
 FINISHED_KWARGS: Mapping[str, Any] = types.MappingProxyType({})
@@ -77,7 +77,13 @@ class Owner(Protocol):
 
     def _task_failed(self, task: TaskInfo) -> None: ...
 
-    def _cancel_running(self, task: TaskInfo) -> bool: ...
+    def _cancel_running(self, task: TaskInfo, reason: str | None) -> bool: ...
+
+    def _takes_attempts(self) -> bool: ...
+
+    def _retry_task(self, task: TaskInfo, wait: float) -> bool: ...
+
+    def _run_user_code(self, notify: Callable[[], None]) -> None: ...
 
 
 class Container(Protocol):
@@ -87,54 +93,18 @@ class Container(Protocol):
         """Forget ``task`` if this container still holds it (takes its lock)."""
 
 
-class BlockingPool(Protocol):
-    """A pool whose threads may block on a task of the same pool."""
-
-    def begin_blocking(self) -> None:
-        """The calling pool thread blocks: lend its slot, allow one more thread."""
-
-    def end_blocking(self) -> None:
-        """The calling pool thread runs again: take its slot back."""
-
-
-class _StartedEvent(threading.Event):
-    """The ``started`` event, kept among a record's waiters but set when the
-    task starts, not when it ends."""
-
-
-class _LoopWaker:
-    """Wakes a coroutine awaiting a record, from whichever thread finishes it."""
-
-    __slots__ = ("loop", "future")
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]
-    ) -> None:
-        self.loop = loop
-        self.future = future
-
-    def set(self) -> None:
-        # A closed loop raises RuntimeError: nobody awaits there now.
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(_resolve, self.future)
-
-
-# The record running in the current thread, for mark_task_completed(); and,
-# in a pool thread, the pool (``pool``) that lends a slot while it blocks.
-_running = threading.local()
-
-
 def current_task() -> TaskInfo | None:
     """Return the record of the task running in this thread, or None."""
-    return getattr(_running, "task", None)
+    return getattr(running, "task", None)
 
 
-class TaskInfo:
+class TaskInfo(TaskAttempts):
     """The record of one task: what to run, its status, its outcome.
 
     Attributes (atasker 0.7's): ``id, tt, priority, status, result,
     time_queued, time_started, callback, delay, args, kwargs, target``; and
-    ``name, time_completed, exception, traceback`` (the traceback as text).
+    ``name, time_completed, exception, traceback`` (the traceback as text),
+    ``retries, attempts, cancel_reason, state, meta, eta, expires``.
     Times are ``time.time()`` values. Read them freely; only the record's own
     methods change them.
     """
@@ -160,11 +130,10 @@ class TaskInfo:
         "payload",
         "handle",
         "_container",
-        "_lock",
-        "_waiters",
-        "_done_callbacks",
         "_context",
         "_owner",
+        "_options",
+        "_extra",
     )
 
     def __init__(
@@ -181,11 +150,13 @@ class TaskInfo:
         callback: Callable[[Any], Any] | None = None,
         time_limit: float | None = None,
         owner: Owner | None = None,
+        options: TaskOptions | None = None,
+        delayed: bool = False,
     ) -> None:
         self.id = task_id
         self.tt = tt
         self.priority = priority
-        self.status = TASK_STATUS_DELAYED if delay else TASK_STATUS_QUEUED
+        self.status = TASK_STATUS_DELAYED if delay or delayed else TASK_STATUS_QUEUED
         self.result: Any = None
         self.time_queued = time.time()
         self.time_started: float | None = None
@@ -201,7 +172,7 @@ class TaskInfo:
         self.exception: BaseException | None = None
         self.traceback: str | None = None
         self.time_limit = time_limit
-        # Process tasks: (target, args, kwargs) pickled when submitted.
+        # Process tasks: (target, args, kwargs, context) pickled when submitted.
         self.payload: bytes | None = None
         # Coroutine tasks: the loop to run on, then the running asyncio.Task.
         self.handle: Any = None
@@ -209,19 +180,19 @@ class TaskInfo:
         # delayed; set and cleared by that container under its own lock. A
         # record is in at most one container at a time.
         self._container: Container | None = None
+        # TaskWaiting's fields: see there.
         self._lock = threading.Lock()
-        # Internal wake-ups (the ``completed`` Event, awaiting coroutines),
-        # run in the finishing thread: never user code, never deferred. The
-        # ``started`` Event lives here too (one slot for all lazily made
-        # waiting objects: each slot costs every queued record 8 bytes).
-        self._waiters: list[threading.Event | _LoopWaker] | None = None
-        self._done_callbacks: list[DoneCallback] | None = None
+        self._waiters = None
+        self._done_callbacks = None
         # Thread tasks run in a copy of the submitter's context variables
         # (process tasks are pickled, coroutines run in their loop's context).
         self._context: contextvars.Context | None = (
             contextvars.copy_context() if tt == TT_THREAD else None
         )
         self._owner = owner
+        # Options beyond atasker 0.7's (None: none), and what attempts keep.
+        self._options = options
+        self._extra: AttemptState | None = None if options is None else AttemptState()
 
     def __repr__(self) -> str:
         return (
@@ -242,208 +213,65 @@ class TaskInfo:
         return self.status in FINAL_STATUSES
 
     done = is_completed
+    ready = is_completed  # celery's name
 
     def cancelled(self) -> bool:
         """True if the task was canceled."""
         return self.status == TASK_STATUS_CANCELED
 
-    @property
-    def started(self) -> threading.Event:
-        """Set when the task starts running (atasker 0.7's event).
+    def successful(self) -> bool:
+        """True if the task completed (returned a value)."""
+        return self.status == TASK_STATUS_COMPLETED
 
-        Created on first access, already set if the task has started; never
-        set for a task canceled before it ran.
-        """
-        with self._lock:
-            if self.time_started is not None or self.status in FINAL_STATUSES:
-                # Started or never will: an event that says so.
-                event = threading.Event()
-                if self.time_started is not None:
-                    event.set()
-                return event
-            waiters = self._waiters
-            if waiters is None:
-                waiters = self._waiters = []
-            for waiter in waiters:
-                if type(waiter) is _StartedEvent:
-                    return waiter
-            started = _StartedEvent()
-            waiters.append(started)
-            return started
-
-    @property
-    def completed(self) -> threading.Event:
-        """Set when the task is in a final state (atasker 0.7's event).
-
-        Created on first access; already set if the task is final.
-        """
-        with self._lock:
-            if self.status in FINAL_STATUSES:
-                event = threading.Event()
-                event.set()
-                return event
-            return self._completed_event_locked()
-
-    def _completed_event_locked(self) -> threading.Event:
-        waiters = self._waiters
-        if waiters is None:
-            waiters = self._waiters = []
-        for waiter in waiters:
-            if type(waiter) is threading.Event:
-                return waiter
-        event = threading.Event()
-        waiters.append(event)
-        return event
-
-    # ------------------------------------------------------------------
-    # Waiting
-    # ------------------------------------------------------------------
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the task is in a final state.
-
-        A pool thread that waits for a thread task of the same supervisor
-        lends its slot (and the pool may start one more thread) while it
-        blocks, so a task waiting for its child never deadlocks its pool.
-
-        Args:
-            timeout: seconds to wait at most; None waits for ever.
-
-        Returns:
-            True if the task is final, False if the timeout passed first.
-
-        Raises:
-            TypeError, ValueError: ``timeout`` is not a number of seconds >= 0.
-        """
-        if timeout is not None:
-            timeout = _checked_timeout(timeout)
-        return self._wait(timeout)
-
-    def _wait(self, timeout: float | None) -> bool:
-        """:meth:`wait` with ``timeout`` already checked."""
-        if self.status in FINAL_STATUSES:
-            return True
-        with self._lock:
-            if self.status in FINAL_STATUSES:
-                return True
-            event = self._completed_event_locked()
-        pool = self._blocking_pool()
-        if pool is None:
-            return event.wait(timeout)
-        pool.begin_blocking()
-        try:
-            return event.wait(timeout)
-        finally:
-            pool.end_blocking()
-
-    def _blocking_pool(self) -> BlockingPool | None:
-        """The pool to lend a slot to, if this thread is a pool thread running
-        a task and this record is a thread task of the same supervisor."""
-        if self.tt != TT_THREAD or self._owner is None:
-            return None
-        current: TaskInfo | None = getattr(_running, "task", None)
-        if current is None or current._owner is not self._owner:
-            return None
-        pool: BlockingPool | None = getattr(_running, "pool", None)
-        return pool
-
-    def get(self, timeout: float | None = None) -> Any:
-        """Wait for the task and return its result.
-
-        Args:
-            timeout: seconds to wait at most; None waits for ever.
-
-        Returns:
-            What the task returned.
-
-        Raises:
-            WaitTimeoutError: the task is not final within ``timeout`` (both
-                the builtin TimeoutError and concurrent.futures.TimeoutError).
-            TaskCancelledError: the task was canceled.
-            TypeError, ValueError: ``timeout`` is not a number of seconds >= 0.
-            BaseException: whatever the task raised.
-        """
-        if timeout is not None:
-            timeout = _checked_timeout(timeout)
-        if not self._wait(timeout):
-            raise WaitTimeoutError(
-                f"task {self.id} ({self.name}) not completed within {timeout} s"
-            )
-        return self._outcome()
-
-    def _outcome(self) -> Any:
-        if self.status == TASK_STATUS_COMPLETED:
-            return self.result
-        if self.status == TASK_STATUS_CANCELED:
-            raise TaskCancelledError(f"task {self.id} ({self.name}) was canceled")
-        assert self.exception is not None
-        raise self.exception
-
-    def add_done_callback(self, fn: DoneCallback) -> None:
-        """Call ``fn(record)`` when the task is final; at once if it already is.
-
-        ``fn`` runs after the waiters are woken, in the thread that finished
-        the task (a process task's: a callbacks thread of the pool's own).
-        Anything ``fn`` raises, ``SystemExit`` included, is logged, never
-        propagated.
-        """
-        with self._lock:
-            if self.status not in FINAL_STATUSES:
-                if self._done_callbacks is None:
-                    self._done_callbacks = []
-                self._done_callbacks.append(fn)
-                return
-        _call_logged(fn, self)
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        """Await the task from any running asyncio loop.
-
-        Cancelling the awaiting coroutine cancels the task (as
-        ``asyncio.wrap_future`` does for a future).
-        """
-        if self.status not in FINAL_STATUSES:
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            with self._lock:
-                if self.status not in FINAL_STATUSES:
-                    if self._waiters is None:
-                        self._waiters = []
-                    # A waiter, not a done callback: woken at once, never
-                    # queued behind user callbacks.
-                    self._waiters.append(_LoopWaker(loop, future))
-                else:
-                    future.set_result(None)
-            try:
-                yield from future.__await__()
-            except asyncio.CancelledError:
-                self.cancel()
-                raise
-        return self._outcome()
+    def failed(self) -> bool:
+        """True if the task ended in ERROR or EXCEPTION (a canceled task has
+        not failed)."""
+        return self.status in FAILED_STATUSES
 
     # ------------------------------------------------------------------
     # Transitions (called by the supervisor, the pools and the timer)
     # ------------------------------------------------------------------
 
-    def cancel(self) -> bool:
+    def cancel(self, reason: str | None = None) -> bool:
         """Cancel the task.
 
         A queued or delayed task will never run. A running process task has
-        its worker process terminated (and replaced). A running thread or
-        coroutine task cannot be stopped from outside.
+        its worker process terminated (and replaced); a running coroutine
+        task's asyncio task is cancelled. A running thread task cannot be
+        stopped from outside: its ``cancel_requested`` is set (the task may
+        end itself with ``current_context().check_cancelled()``) and this
+        returns False.
+
+        Args:
+            reason: the record's ``cancel_reason``; default ``"canceled"``.
 
         Returns:
             True if the task is now canceled (or was already), False if it
             runs on or has finished otherwise.
         """
+        waiting = (TASK_STATUS_QUEUED, TASK_STATUS_DELAYED)
         if self.status == TASK_STATUS_CANCELED:
             return True
-        if self._finish(
-            TASK_STATUS_CANCELED, only_from=(TASK_STATUS_QUEUED, TASK_STATUS_DELAYED)
-        ):
+        if self._finish(TASK_STATUS_CANCELED, only_from=waiting, reason=reason):
             return True
         if self.status == TASK_STATUS_STARTED and self._owner is not None:
-            return self._owner._cancel_running(self)
+            if self._owner._cancel_running(self, reason):
+                return True
+            # It may have gone back to DELAYED meanwhile, for a retry.
+            return self._finish(TASK_STATUS_CANCELED, only_from=waiting, reason=reason)
         return False
+
+    def _expire(self, defer: Defer | None = None) -> bool:
+        """Its ``expires`` time came: CANCELED ("expired") unless it started
+        (a task waiting for its next attempt has)."""
+        if self.time_started is not None:
+            return False
+        return self._finish(
+            TASK_STATUS_CANCELED,
+            only_from=(TASK_STATUS_QUEUED, TASK_STATUS_DELAYED),
+            defer=defer,
+            reason="expired",
+        )
 
     def set_queued(self) -> bool:
         """DELAYED -> QUEUED, when the due time comes; False if canceled.
@@ -454,58 +282,122 @@ class TaskInfo:
             if self.status != TASK_STATUS_DELAYED:
                 return False
             self.status = TASK_STATUS_QUEUED
+            if self._extra is not None:
+                self._extra.queued_at = time.time()
             return True
 
-    def set_started(self) -> bool:
-        """QUEUED -> STARTED; False if the task was canceled meanwhile."""
-        with self._lock:
-            if self.status != TASK_STATUS_QUEUED:
-                return False
-            self.status = TASK_STATUS_STARTED
-            self.time_started = time.time()
-            started = self._started_event_locked()
-        if started is not None:
-            started.set()
+    def set_started(self, defer: Defer | None = None) -> bool:
+        """QUEUED -> STARTED; False if the task was canceled meanwhile.
+
+        The ``on_start`` hook runs here, or is handed to ``defer``.
+        """
+        if self._begin() is None:
+            return False
+        on_start = self._options.on_start if self._options is not None else None
+        if on_start is not None:
+            if defer is None:
+                call_logged("on_start hook", on_start, self)
+            else:
+                defer(lambda: call_logged("on_start hook", on_start, self))
         return True
 
-    def _started_event_locked(self) -> threading.Event | None:
-        waiters = self._waiters
-        if waiters is not None:
-            for waiter in waiters:
-                if type(waiter) is _StartedEvent:
-                    return waiter
-        return None
+    def _begin(self) -> AttemptStart | None:
+        """QUEUED -> STARTED: what the attempt runs (read under the lock:
+        once final, the record drops it), or None if the task is no longer
+        queued."""
+        with self._lock:
+            if self.status != TASK_STATUS_QUEUED:
+                return None
+            self.status = TASK_STATUS_STARTED
+            self.time_started = time.time()
+            started = None if self._waiters is None else self._started_event_locked()
+            extra = self._extra
+            expiry = None
+            attempt = 0
+            if extra is not None:
+                extra.attempt = attempt = extra.attempt + 1
+                extra.context = extra.state = None
+                expiry, extra.expiry = extra.expiry, None
+            target = self.target
+            assert target is not None
+            begun = AttemptStart(attempt, target, self.args, self.kwargs, self._context)
+        if started is not None:
+            started.set()
+        if expiry is not None:
+            expiry.cancel()
+        return begun
 
-    def set_result(self, result: Any, defer: Defer | None = None) -> bool:
-        """Final: COMPLETED with ``result``. False if already final.
+    def set_result(
+        self, result: Any, defer: Defer | None = None, attempt: int | None = None
+    ) -> bool:
+        """Final: COMPLETED with ``result``. False if already final (or, with
+        ``attempt``, if that attempt is over).
 
-        ``defer``, if given, is handed the function that runs the callbacks
-        instead of running them in this thread (see :meth:`_finish`).
+        ``defer``, if given, is handed the function that runs the hooks and
+        callbacks instead of running them in this thread (see :meth:`_finish`).
         """
-        return self._finish(TASK_STATUS_COMPLETED, result=result, defer=defer)
+        return self._finish(
+            TASK_STATUS_COMPLETED, result=result, defer=defer, attempt=attempt
+        )
 
     def set_exception(
-        self, exception: BaseException, defer: Defer | None = None
+        self,
+        exception: BaseException,
+        defer: Defer | None = None,
+        retryable: bool = True,
+        attempt: int | None = None,
     ) -> bool:
-        """Final: ERROR for a TaskError, EXCEPTION for anything else."""
-        status = (
-            TASK_STATUS_ERROR
-            if isinstance(exception, TaskError)
-            else TASK_STATUS_EXCEPTION
-        )
-        return self._finish(status, exception=exception, defer=defer)
+        """An attempt (or the task) failed with ``exception``.
 
-    def set_canceled(self, defer: Defer | None = None) -> bool:
+        A running task whose retry policy allows (or that raised the
+        ``Retry`` signal) goes back to DELAYED for another attempt.
+        Otherwise it is final: ERROR for a TaskError, CANCELED for a
+        cancellation the task was asked for, EXCEPTION for anything else.
+
+        Args:
+            exception: what the attempt raised.
+            defer: see :meth:`set_result`.
+            retryable: False if the attempt asked for no automatic retry.
+            attempt: the attempt this outcome belongs to; ignored if that
+                attempt is over (a late answer after a time limit).
+
+        Returns:
+            True if this call made a transition.
+        """
+        is_retry = isinstance(exception, Retry)
+        if (self._options is not None or is_retry) and self._retry(
+            exception, defer, retryable, attempt
+        ):
+            return True
+        if is_retry:  # no other attempt can follow: it fails with the cause
+            exception = cause_of(exception)
+        reason = None
+        if isinstance(exception, concurrent.futures.CancelledError):
+            extra = self._extra
+            reason = None if extra is None else extra.cancel_requested
+        if reason is not None:
+            return self._finish(
+                TASK_STATUS_CANCELED, defer=defer, reason=reason, attempt=attempt
+            )
+        return self._finish(
+            failed_status(exception), exception=exception, defer=defer, attempt=attempt
+        )
+
+    def set_canceled(
+        self, defer: Defer | None = None, reason: str | None = None
+    ) -> bool:
         """Final: CANCELED, from any non-final status (supervisor stop)."""
-        return self._finish(TASK_STATUS_CANCELED, defer=defer)
+        return self._finish(TASK_STATUS_CANCELED, defer=defer, reason=reason)
 
     def run(self) -> None:
-        """Run the target in this thread and store its outcome.
+        """Run the target in this thread and store its outcome (a thread task
+        with atasker 0.7's options only; the others run as attempts, see
+        :mod:`atasker.pools.threadattempt`).
 
         Does nothing if the task was canceled before it could start. Never
         raises: the task's exception goes on the record.
         """
-        with self._lock:  # set_started(), inlined: this is the hot path
+        with self._lock:  # _begin(), inlined: this is the hot path
             if self.status != TASK_STATUS_QUEUED:
                 return
             self.status = TASK_STATUS_STARTED
@@ -513,12 +405,15 @@ class TaskInfo:
             started = None if self._waiters is None else self._started_event_locked()
             # Read under the lock: once final, the record drops them.
             target, args, kwargs = self.target, self.args, self.kwargs
+            extra = self._extra
+            if extra is not None:  # asked for by a retry signal or a feature
+                extra.attempt += 1
+                extra.context = extra.state = None
         if started is not None:
             started.set()
         assert target is not None
         context = self._context
-        self._context = None
-        _running.task = self
+        running.task = self
         try:
             if context is None:
                 result = target(*args, **kwargs)
@@ -529,7 +424,7 @@ class TaskInfo:
         else:
             self._finish(TASK_STATUS_COMPLETED, result)
         finally:
-            _running.task = None
+            running.task = None
 
     def _finish(
         self,
@@ -538,16 +433,23 @@ class TaskInfo:
         exception: BaseException | None = None,
         only_from: tuple[int, ...] | None = None,
         defer: Defer | None = None,
+        reason: str | None = None,
+        attempt: int | None = None,
     ) -> bool:
         """The one final transition; True if this call made it.
 
         In order: the status is set and the owner told (under the lock); a
         record canceled while queued or delayed leaves its container; the
         waiters are woken (here, always: they are quick and not user code);
-        a failure is reported to the owner; then the callback option and the
-        done callbacks, which are user code, run in this thread or are handed
-        to ``defer`` (the process pool's manager thread must not wait for
-        them).
+        a failure is reported to the owner; then the hooks, the callback
+        option and the done callbacks, which are user code, run in this
+        thread or are handed to ``defer`` (the process pool's manager
+        thread must not wait for them).
+
+        Args:
+            only_from: make the transition only from one of these statuses.
+            reason: the cancel reason (CANCELED only).
+            attempt: make it only while this attempt runs.
         """
         # Formatting calls the exception's __str__ (user code): not under our lock.
         text = None if exception is None else format_exception(exception)
@@ -556,6 +458,12 @@ class TaskInfo:
                 return False
             if only_from is not None and self.status not in only_from:
                 return False
+            extra = self._extra
+            if attempt is not None and (
+                self.status != TASK_STATUS_STARTED
+                or attempt != (0 if extra is None else extra.attempt)
+            ):
+                return False
             previous = self.status
             self.result = result
             if exception is not None:
@@ -563,6 +471,13 @@ class TaskInfo:
                 self.traceback = text
             self.time_completed = time.time()
             self.status = status
+            expiry = None
+            if status == TASK_STATUS_CANCELED:
+                extra = self._extra_locked()
+                extra.cancel_reason = reason or extra.cancel_requested or "canceled"
+            if extra is not None:
+                expiry, extra.expiry = extra.expiry, None
+                extra.context = None
             # Read after the status is written: a container pushing the record
             # at this moment re-reads the status after setting this field, so
             # one of the two sees the other (and the record never stays in a
@@ -591,25 +506,32 @@ class TaskInfo:
                 owner._task_finished(self, previous)
         if container is not None:
             container.discard(self)
+        if expiry is not None:
+            expiry.cancel()
         if coroutine_args:
             _close_coroutines(coroutine_args)
         if waiters is not None:
             for waiter in waiters:
-                if type(waiter) is not _StartedEvent:  # a canceled task never started
+                if type(waiter) is not StartedEvent:  # a canceled task never started
                     waiter.set()
         if exception is not None and owner is not None:
             owner._task_failed(self)
+        options = self._options
+        if options is not None and not options.end_hooks:
+            options = None  # nothing of it to run: nothing to defer
         callback = self.callback if status == TASK_STATUS_COMPLETED else None
-        if callback is not None or callbacks:
+        if options is not None or callback is not None or callbacks:
 
             def notify() -> None:
+                if options is not None:
+                    self._end_hooks(options, status, previous, result, exception)
                 if callback is not None:
                     try:
                         callback(result)
                     except BaseException:
                         logger.exception("callback of task %s failed", self.id)
                 for fn in callbacks or ():
-                    _call_logged(fn, self)
+                    call_logged("done callback", fn, self)
 
             if defer is None:
                 notify()
@@ -618,26 +540,8 @@ class TaskInfo:
         return True
 
 
-def _call_logged(fn: DoneCallback, task: TaskInfo) -> None:
-    try:
-        fn(task)
-    except BaseException:  # user code: SystemExit must not end our thread
-        logger.exception("done callback %r of task %s failed", fn, task.id)
-
-
-def _checked_timeout(timeout: Any) -> float | None:
-    """``timeout`` checked; infinity means no limit (Event.wait rejects it)."""
-    seconds = check_timeout(timeout, "timeout")
-    return None if seconds == math.inf else seconds
-
-
 def _close_coroutines(args: tuple[Any, ...]) -> None:
     """Close coroutine objects that will never run (no 'never awaited' warning)."""
     for arg in args:
         if asyncio.iscoroutine(arg):
             arg.close()
-
-
-def _resolve(future: asyncio.Future[None] | None) -> None:
-    if future is not None and not future.done():
-        future.set_result(None)
