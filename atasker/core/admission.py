@@ -26,7 +26,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Iterator
+from typing import Any
 
 from .constants import (
     PRIORITIES,
@@ -48,19 +48,19 @@ COMPACT_MIN_GARBAGE = 1024
 
 
 class TaskHeap:
-    """A heap of ``(key, sequence, task)`` of DELAYED records; FIFO among
-    equal keys.
+    """A heap of ``(key, sequence, item)``, FIFO among equal keys: DELAYED
+    records, and timer calls (anything with a ``_container`` field).
 
-    Removal is lazy: :meth:`discard` clears the record's container,
+    Removal is lazy: :meth:`discard` clears the item's container,
     :meth:`peek` and :meth:`pop` skip entries that are no longer ours.
 
     Args:
-        owner: the container records name while they are here.
+        owner: the container items name while they are here.
     """
 
     def __init__(self, owner: Container) -> None:
         self._owner = owner
-        self._entries: list[tuple[float, int, TaskInfo]] = []
+        self._entries: list[tuple[float, int, Any]] = []
         self._sequence = itertools.count()
         self._garbage = 0
 
@@ -76,16 +76,21 @@ class TaskHeap:
         if task.status != TASK_STATUS_DELAYED:
             task._container = None
             return False
-        entry = (key, next(self._sequence), task)
+        return self.push_item(key, task)
+
+    def push_item(self, key: float, item: Any) -> bool:
+        """Add an item with no status to check; True if it is now the head."""
+        item._container = self._owner
+        entry = (key, next(self._sequence), item)
         heapq.heappush(self._entries, entry)
         return self._entries[0] is entry
 
-    def discard(self, task: TaskInfo) -> bool:
-        """Forget ``task`` if it is still here; True if it was."""
+    def discard(self, item: Any) -> bool:
+        """Forget ``item`` if it is still here; True if it was."""
         owner = self._owner
-        if task._container is not owner:
+        if item._container is not owner:
             return False
-        task._container = None
+        item._container = None
         self._garbage += 1
         if self._garbage >= COMPACT_MIN_GARBAGE and self._garbage * 2 > len(
             self._entries
@@ -95,30 +100,50 @@ class TaskHeap:
             self._garbage = 0
         return True
 
-    def peek(self) -> tuple[float, TaskInfo] | None:
-        """The head's key and record, or None if empty."""
+    def peek(self) -> tuple[float, Any] | None:
+        """The head's key and item, or None if empty."""
         entries, owner = self._entries, self._owner
         while entries and entries[0][2]._container is not owner:
             heapq.heappop(entries)
             self._garbage -= 1
         if not entries:
             return None
-        key, _, task = entries[0]
-        return key, task
+        key, _, item = entries[0]
+        return key, item
 
-    def pop(self) -> TaskInfo:
+    def pop(self) -> Any:
         """Remove and return the head; call after :meth:`peek` found one."""
-        task = heapq.heappop(self._entries)[2]
-        task._container = None
-        return task
+        item = heapq.heappop(self._entries)[2]
+        item._container = None
+        return item
 
-    def drain(self) -> Iterator[TaskInfo]:
-        """Remove every record, yielding the live ones."""
-        entries, self._entries, self._garbage = self._entries, [], 0
-        for _, _, task in entries:
-            if task._container is self._owner:
-                task._container = None
-                yield task
+    def drain_items(self) -> list[Any]:
+        """Remove every item; return the live ones."""
+        owner = self._owner
+        items = [e[2] for e in self._entries if e[2]._container is owner]
+        self._entries, self._garbage = [], 0
+        for item in items:
+            item._container = None
+        return items
+
+    def drain(self) -> list[TaskInfo]:
+        """Remove every record; return the live ones (other items stay)."""
+        owner = self._owner
+        tasks = [
+            e[2]
+            for e in self._entries
+            if type(e[2]) is TaskInfo and e[2]._container is owner
+        ]
+        self._entries = [
+            e
+            for e in self._entries
+            if type(e[2]) is not TaskInfo and e[2]._container is owner
+        ]
+        heapq.heapify(self._entries)
+        self._garbage = 0
+        for task in tasks:
+            task._container = None
+        return tasks
 
 
 class ReadyQueue:
