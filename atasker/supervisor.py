@@ -32,6 +32,7 @@ from .control.lifecycle import (
     track,
 )
 from .control.schedulers import SchedulerRegistry
+from .core.constants import TASK_STATUS_DELAYED
 from .core.registry import TaskRegistry
 from .core.timer import Timer
 from .core.validation import (
@@ -40,9 +41,11 @@ from .core.validation import (
     check_wait,
 )
 from .pools.mpconfig import ProcessPoolConfig
-from .pools.pool import AdmittingPool
+from .pools.mpthreads import UserCodeThread
+from .pools.pool import AdmittingPool, remaining
 from .pools.processpool import ProcessPool
 from .pools.queuewait import QueueWaitReports
+from .pools.threadattempt import ThreadLimits
 from .pools.threadconfig import ThreadPoolConfig
 from .pools.threadpool import ThreadPool
 
@@ -53,6 +56,9 @@ DEFAULT_POOL_SIZE = 15
 DEFAULT_RESERVE_NORMAL = 5
 DEFAULT_RESERVE_HIGH = 5
 DEFAULT_POLL_DELAY = 0.1
+# Seconds a thread task may run past its hard time limit before its thread is
+# abandoned (no longer counted by the pool).
+DEFAULT_TIME_LIMIT_GRACE = 1.0
 
 Wait = Union[bool, float]
 
@@ -73,6 +79,9 @@ class TaskSupervisor(
             first).
         keep_finished_age: seconds a finished record is kept at most; None
             keeps it until ``keep_finished`` pushes it out.
+        time_limit_grace: seconds a thread task may run on past its hard
+            ``time_limit`` (the exception raised in its thread arrives only
+            when it next runs Python code) before its thread is abandoned.
         pool_size, reserve_normal, reserve_high: the thread pool's reserve
             rule (see :meth:`set_thread_pool`).
 
@@ -83,6 +92,7 @@ class TaskSupervisor(
             ``timeout_warning_func`` / ``timeout_critical_func`` is called
             with its record. None turns the check off.
         log_exceptions: log every failed task at ERROR with its traceback.
+        time_limit_grace: see Args; read when a hard limit passes.
     """
 
     def __init__(
@@ -94,6 +104,7 @@ class TaskSupervisor(
         reserve_normal: int = DEFAULT_RESERVE_NORMAL,
         reserve_high: int = DEFAULT_RESERVE_HIGH,
         exit_wait: Wait = True,
+        time_limit_grace: float = DEFAULT_TIME_LIMIT_GRACE,
     ) -> None:
         super().__init__()
         self.id = str(supervisor_id) if supervisor_id is not None else uuid.uuid4().hex
@@ -104,12 +115,16 @@ class TaskSupervisor(
         )
         check_wait(exit_wait, "exit_wait")  # checked now, used at exit
         self.exit_wait = exit_wait
+        self.time_limit_grace = time_limit_grace
         self._lifecycle = Lifecycle(self.id)
+        # Where user code that internal threads must not run goes.
+        self._user_code = UserCodeThread(f"supervisor_{self.id}_callbacks")
         # Configuration and the current pools; taken inside the lifecycle's
         # lock, never around it.
         self._state_lock = threading.RLock()
         self._pool: ThreadPool | None = None
         self._timer: Timer | None = None
+        self._limits: ThreadLimits | None = None
         # Workers and other schedulers; stop() stops them.
         self._schedulers = SchedulerRegistry(
             lambda: self._supervisor_aloop().get_loop()
@@ -123,6 +138,21 @@ class TaskSupervisor(
 
     def __repr__(self) -> str:
         return f"<TaskSupervisor id={self.id!r} {self._lifecycle.state}>"
+
+    @property
+    def time_limit_grace(self) -> float:
+        """Seconds a thread task may run on past its hard ``time_limit``
+        before its thread is abandoned (see the constructor)."""
+        return self._time_limit_grace
+
+    @time_limit_grace.setter
+    def time_limit_grace(self, seconds: float) -> None:
+        grace = check_timeout(seconds, "time_limit_grace")
+        if grace is None:
+            raise TypeError(
+                "time_limit_grace must be a number of seconds >= 0; got None"
+            )
+        self._time_limit_grace = grace
 
     # ------------------------------------------------------------------
     # Lifecycle
@@ -164,6 +194,10 @@ class TaskSupervisor(
                 max_size=self._max_threads(),
             )
             self._pool, self._timer = pool, timer
+            self._user_code = UserCodeThread(f"supervisor_{self.id}_callbacks")
+            self._limits = ThreadLimits(
+                timer, lambda: self.time_limit_grace, self._run_user_code
+            )
             if self._mp_options is not None:
                 try:
                     self._start_mp_pool()
@@ -246,8 +280,17 @@ class TaskSupervisor(
         dropped = [*timer.stop(), *pool.close(request.cancel_tasks)]
         if mp_pool is not None:
             dropped += mp_pool.close(request.cancel_tasks)
+        # First what waits in no queue (for its dependencies, or its next
+        # attempt while that attempt's hooks run): only the stop can end it.
+        # Newest first, and before the tasks above: a dependant then ends
+        # "stopped", not "dependency failed" by what it depends on.
+        dropped[:0] = [
+            t
+            for t in reversed(self._registry.active())
+            if t.status == TASK_STATUS_DELAYED and t._container is None
+        ]
         for task in dropped:
-            task.set_canceled()
+            task.set_canceled(reason="stopped")
         if not request.stop_schedulers:
             # Workers left running end before their loops do.
             self._stop_schedulers(request.deadline())
@@ -256,13 +299,18 @@ class TaskSupervisor(
         # Both pools drain towards the same deadline; the process pool also
         # ends its worker processes, so it goes last.
         for task in pool.shutdown(request.deadline):
-            task.set_canceled()
+            task.set_canceled(reason="stopped")
         if mp_pool is not None:
             for task in mp_pool.shutdown(request.deadline):
-                task.set_canceled()
+                task.set_canceled(reason="stopped")
         pool.join(request.deadline())
+        # Last: until the pools drained, their tasks' time limits applied.
+        timer.close()
+        left = remaining(request.deadline)
+        self._user_code.close(None if left is None else max(0.0, left))
         with self._state_lock:
             self._pool = self._timer = None
+            self._limits = None
             self._mp_pool = None  # a restart makes a new one
 
     @staticmethod
@@ -274,7 +322,7 @@ class TaskSupervisor(
         for each in pools:
             if request.cancel_tasks:
                 for task in each.close(True):
-                    task.set_canceled()
+                    task.set_canceled(reason="stopped")
             each.hurry()
 
     def block(self) -> None:
@@ -292,7 +340,9 @@ class TaskSupervisor(
         self._lifecycle.reset_after_fork()
         self._state_lock = threading.RLock()
         self._pool = self._timer = None
+        self._limits = None
         self._mp_pool = None
+        self._user_code = UserCodeThread(f"supervisor_{self.id}_callbacks")
         self._registry = TaskRegistry(
             self._registry.keep_finished, self._registry.keep_finished_age
         )

@@ -2,49 +2,60 @@
 
 ::
 
-    put_task / submit / background_task ──> TaskInfo ──> registry (look-up)
-                                      │
-                 delay? ── yes ──> Timer ── due ──┐  (_task_due)
-                                      │ no        ▼
-                                      └──> thread pool | process pool | a loop
+    submit / put_task / TaskFunction ──> TaskInfo ──> registry (look-up)
+        depends_on? ── yes ──> wait for them (deps) ──┐
+                                │ no                 ▼  all COMPLETED
+        due later? ── yes ──> Timer ── due ──┐  (_task_due)
+                                │ no         ▼
+                                └──> thread pool | process pool | a loop
+        expires? ──> a timer call cancels it ("expired") unless it started
+
+    attempt failed, retry policy says again ──> _retry_task: DELAYED, then
+        the same path (timer or pool), holding no slot meanwhile
     record final ──> _task_finished: registry   _task_failed: log
 
 The supervisor inherits :class:`TaskDispatch`; the pools, the timer and the
-loops it routes to are the supervisor's current ones.
+loops it routes to are the supervisor's current ones. Tasks that wait for
+their dependencies or their next attempt, and expiry, are release.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import itertools
 import logging
-import threading
+import time
+import types
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..aio.cotask import cancel_coroutine, schedule_coroutine
+from ..core import deps
 from ..core.constants import TASK_NORMAL, TT_COROUTINE, TT_MP, TT_THREAD
 from ..core.errors import SupervisorNotRunningError
+from ..core.options import DEFAULT_OPTIONS, TaskOptions, options_from_defaults
 from ..core.registry import TaskRegistry
 from ..core.task import TaskInfo
 from ..core.timer import Timer
 from ..core.validation import (
     check_args,
     check_callable,
-    check_delay,
     check_kwargs,
-    check_priority,
-    check_task_type,
-    check_time_limit,
 )
-from ..pools.mpcodec import accepts_task_id, pickle_payload
+from ..pools.mpcodec import accepts_task_id, pickle_payload, wire_info
+from ..pools.mpthreads import UserCodeThread
+from ..pools.mpworker import SOFT_LIMITS
 from ..pools.processpool import ProcessPool
 from ..pools.threadpool import ThreadPool
+from .release import TaskRelease, when
 
 logger = logging.getLogger("atasker")
 
 
-class TaskDispatch:
+class TaskDispatch(TaskRelease):
     """Submitting tasks and the records' calls back (mixed into the
     supervisor).
 
@@ -57,6 +68,7 @@ class TaskDispatch:
     _pool: ThreadPool | None
     _timer: Timer | None
     _mp_pool: ProcessPool | None
+    _user_code: UserCodeThread  # see _run_user_code
 
     if TYPE_CHECKING:  # the supervisor's, and its other parts'
 
@@ -102,14 +114,21 @@ class TaskDispatch:
             TypeError, ValueError: a bad argument (named in the message).
             SupervisorNotRunningError: the supervisor is not started.
         """
-        return self.submit(
+        check_callable(target, "target")
+        try:  # atasker 0.7's options, checked once per distinct values
+            options = _put_task_options(priority, delay, tt, callback)
+        except TypeError as exc:
+            if "unhashable" not in str(exc):
+                raise
+            options = options_from_defaults(
+                {"priority": priority, "delay": delay, "tt": tt, "callback": callback}
+            )
+        return self._submit(
             target,
-            args,
-            {} if kwargs is None else kwargs,
-            priority=priority,
-            delay=delay,
-            tt=tt,
-            callback=callback,
+            check_args(args),
+            check_kwargs(kwargs),  # a copy: _task_id is added
+            options,
+            task_type(target, options.tt),
             task_id=task_id,
             pass_task_id=tt != TT_MP or accepts_task_id(target),
         )
@@ -117,45 +136,101 @@ class TaskDispatch:
     def submit(
         self,
         target: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
         *,
-        priority: int = TASK_NORMAL,
-        delay: float | None = None,
-        tt: int = TT_THREAD,
-        name: str | None = None,
-        callback: Callable[[Any], Any] | None = None,
-        time_limit: float | None = None,
-        loop: Any = None,
+        options: TaskOptions | None = None,
         task_id: str | None = None,
         pass_task_id: bool = False,
-        checked: bool = False,
+        **option_values: Any,
     ) -> TaskInfo:
-        """Create a task record and queue it (or delay it).
+        """Queue ``target(*args, **kwargs)`` as a task; return its record.
 
-        ``pass_task_id=True`` adds ``_task_id`` to the target's kwargs;
-        ``checked=True`` skips argument checks already made (by
-        ``background_task`` when it decorated the target). A process task
-        (``tt=TT_MP``) is pickled here, so what cannot be pickled is refused
-        before a record exists. A coroutine task (``tt=TT_COROUTINE``: the
-        target returns an awaitable) runs on ``loop``: an aloop name, an
-        ALoop, an asyncio loop, or None for the default aloop.
+        Takes every task option (``priority``, ``delay``, ``tt``,
+        ``retries``, ``time_limit``, ``on_success``, ``depends_on``, ...; see
+        docs/options.md), checked here, on top of ``options`` if given. A
+        process task (``tt=TT_MP``) is pickled here, so what cannot be
+        pickled is refused before a record exists. A coroutine function
+        always runs as a coroutine task, on ``loop`` (an aloop name, an
+        ALoop, an asyncio loop, or None for the default aloop).
+
+        Args:
+            target: what to run; a task function (made by
+                ``background_task``) brings its own options, which these
+                replace.
+            args, kwargs: its arguments.
+            options: a TaskOptions to start from (the defaults if None).
+            task_id: the record's id (default: a new unique one).
+            pass_task_id: add ``_task_id`` to the target's keyword arguments.
+            option_values: options that replace those of ``options``.
 
         Raises:
-            TypeError, ValueError: a bad argument (named in the message).
+            TypeError, ValueError: a bad argument or option (named in the
+                message); an unknown ``depends_on`` id; an ``eta`` after
+                ``expires``.
             SupervisorNotRunningError: the supervisor is not started.
             ProcessPoolStartError: the process pool, started by this first
                 process task, could not start.
         """
-        if not checked:
-            check_callable(target, "target")
-            args = check_args(args)
-            kwargs = check_kwargs(kwargs)  # a copy: _task_id is added below
-            priority = check_priority(priority)
-            delay = check_delay(delay)
-            tt = check_task_type(tt)
-            check_callable(callback, "callback", allow_none=True)
-            time_limit = check_time_limit(time_limit, tt)
+        check_callable(target, "target")
+        if (
+            type(target) is not types.FunctionType  # a function is not one
+            and getattr(target, "__atasker_function__", None) is not None
+        ):
+            # A task function (TaskFunction): its own options, then these.
+            if options is not None:
+                raise TypeError(
+                    "options= cannot be given with a task function: give the "
+                    "options as keywords"
+                )
+            record: TaskInfo = target.apply_async(  # type: ignore[attr-defined]
+                args, kwargs, task_id=task_id, supervisor=self, **option_values
+            )
+            return record
+        args = check_args(args)
+        kwargs = check_kwargs(kwargs)  # a copy: _task_id may be added
+        if options is None:
+            resolved = (
+                options_from_defaults(option_values)
+                if option_values
+                else DEFAULT_OPTIONS
+            )
+        elif isinstance(options, TaskOptions):
+            resolved = options.replace(**option_values)
+        else:
+            raise TypeError(f"options must be a TaskOptions; got {options!r}")
+        return self._submit(
+            target,
+            args,
+            kwargs,
+            resolved,
+            task_type(target, resolved.tt),
+            task_id=task_id,
+            pass_task_id=pass_task_id,
+        )
+
+    def _submit(
+        self,
+        target: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: TaskOptions,
+        tt: int,
+        *,
+        plain: bool | None = None,
+        task_id: str | None = None,
+        pass_task_id: bool = False,
+        pickle_as: Any = None,
+    ) -> TaskInfo:
+        """:meth:`submit` with everything checked (the hot path).
+
+        Args:
+            options: the task's options.
+            tt: its task type (a coroutine function's is TT_COROUTINE).
+            plain: ``options.is_plain(tt)``, if the caller knows it.
+            pickle_as: what to pickle as the target of a process task
+                (default ``target``); see TaskFunction.
+        """
         pool, timer = self._pool, self._timer
         if pool is None or timer is None or not self._active:
             raise SupervisorNotRunningError(
@@ -167,40 +242,94 @@ class TaskDispatch:
             task_id = str(task_id)
         if pass_task_id:
             kwargs["_task_id"] = task_id
+        if plain is None:
+            plain = options.is_plain(tt)
+        # Beyond atasker 0.7's options: when it is due and expires, what it
+        # depends on, and the record keeps what its attempts need.
+        if plain:
+            delay, due, expires_at = options.delay, None, None
+            dependencies: Sequence[TaskInfo] = ()
+            record_options = None
+        else:
+            delay, due, expires_at = when(options)
+            dependencies = self._dependencies(options.depends_on)
+            # Without its dependencies: a record must not keep them alive.
+            record_options = options.replace(depends_on=()) if dependencies else options
         task = TaskInfo(
             task_id,
             target,
             args,
             kwargs,
             tt=tt,
-            priority=priority,
-            name=name,
+            priority=options.priority,
+            name=options.name,
             delay=delay,
-            callback=callback,
-            time_limit=time_limit,
+            callback=options.callback,
+            time_limit=options.time_limit,
             owner=self,
+            options=record_options,
+            delayed=bool(dependencies),
         )
-        if tt == TT_MP:
-            task.payload = pickle_payload(target, args, kwargs)
-            submit = self._mp_submitter()
-        elif tt == TT_COROUTINE:
-            task.handle = self.resolve_loop(loop)
-            submit = self._start_coroutine
-        else:
-            submit = pool.submit
+        if task._extra is not None:
+            task._extra.eta, task._extra.expires = due, expires_at
+        if tt != TT_THREAD:
+            self._prepare(task, pickle_as, options.loop)
         self._registry.add(task)
+        if expires_at is not None and expires_at <= time.time():
+            task._expire()  # accepted, and will never run
+            return task
         try:
-            accepted = timer.schedule(task, delay) if delay else submit(task)
+            if dependencies:
+                deps.watch(
+                    task, dependencies, self._dependencies_met, self._run_user_code
+                )
+                accepted = True
+            elif delay:
+                accepted = timer.schedule(task, delay)
+            elif tt == TT_THREAD:
+                accepted = pool.submit(task)
+            else:
+                accepted = self._enqueue(task)
         except BaseException:
             self._registry.remove(task)
             raise
         if not accepted:
             self._registry.remove(task)
             raise SupervisorNotRunningError(f"supervisor {self.id} is stopping")
+        if expires_at is not None:
+            self._arm_expiry(task, timer, expires_at - time.time())
         return task
 
-    @staticmethod
-    def _start_coroutine(task: TaskInfo) -> bool:
+    def _prepare(self, task: TaskInfo, pickle_as: Any, loop: Any) -> None:
+        """What a task needs before it is queued: a process task's payload
+        (pickled now: what cannot be is refused at the call), a coroutine
+        task's loop."""
+        if task.tt == TT_MP:
+            assert task.target is not None
+            if task.options.soft_time_limit is not None and not SOFT_LIMITS:
+                raise ValueError(
+                    "soft_time_limit: a process task's soft limit needs "
+                    "SIGALRM, which this platform does not have"
+                )
+            task.payload = pickle_payload(
+                task.target if pickle_as is None else pickle_as,
+                task.args,
+                task.kwargs,
+                wire_info(task),
+            )
+        elif task.tt == TT_COROUTINE:
+            task.handle = self.resolve_loop(loop)
+
+    def _enqueue(self, task: TaskInfo) -> bool:
+        """Hand a QUEUED task to its pool or loop; False if that refuses it."""
+        if task.tt == TT_MP:
+            return self._mp_submitter()(task)
+        if task.tt == TT_COROUTINE:
+            return self._start_coroutine(task)
+        pool = self._pool
+        return pool is not None and pool.submit(task)
+
+    def _start_coroutine(self, task: TaskInfo) -> bool:
         """Schedule a coroutine task on its loop (``task.handle``).
 
         Raises:
@@ -210,44 +339,49 @@ class TaskDispatch:
         return True
 
     def _task_due(self, task: TaskInfo) -> None:
-        """Timer thread: a delayed task is due."""
+        """Timer thread: a delayed task is due. (The timer's thread must not
+        run user code: callbacks of a task that ends here are deferred.)"""
         if not task.set_queued():
             return  # canceled meanwhile
-        # The timer's thread must not run user code: done callbacks of a task
-        # that ends here run on a thread of their own (this is rare).
-        if task.tt == TT_COROUTINE:
-            try:
-                self._start_coroutine(task)
-            except RuntimeError as exc:
-                task.set_exception(exc, defer=self._run_user_code)
+        try:
+            accepted = self._enqueue(task)
+        except SupervisorNotRunningError:
+            accepted = False
+        except Exception as exc:  # a closed loop; a process pool that cannot start
+            task.set_exception(exc, defer=self._run_user_code)
             return
-        pool: ThreadPool | ProcessPool | None = (
-            self._mp_pool if task.tt == TT_MP else self._pool
-        )
-        if pool is None or not pool.submit(task):
+        if not accepted:
             # Stopping: accepted, so it must end.
-            task.set_canceled(defer=self._run_user_code)
+            task.set_canceled(defer=self._run_user_code, reason="stopped")
 
     def _run_user_code(self, notify: Callable[[], None]) -> None:
-        """Run a record's callbacks (they catch what they raise) off the
-        calling internal thread."""
-        threading.Thread(
-            target=notify, name=f"supervisor_{self.id}_callbacks", daemon=True
-        ).start()
+        """Run a record's hooks and callbacks (they catch what they raise)
+        off the calling internal thread (the timer, a process pool's
+        manager): on the supervisor's callbacks thread, in order."""
+        self._user_code.put(notify)
+
+    def _takes_attempts(self) -> bool:
+        """May a task that failed be retried? (Not once a stop began.)"""
+        return self._active
 
     def _task_finished(self, task: TaskInfo, previous: int) -> None:
         """A record reached its final status (called under the record's lock:
         only bookkeeping here, no user code; the record has left its queue)."""
         self._registry.finish(task)
 
-    def _cancel_running(self, task: TaskInfo) -> bool:
-        """Cancel a started task: a process or coroutine task, not a thread."""
+    def _cancel_running(self, task: TaskInfo, reason: str | None) -> bool:
+        """Cancel a started task: a process or coroutine task is stopped; a
+        thread task is asked to stop (its ``cancel_requested``), and False."""
         if task.tt == TT_MP:
             # The pool that runs it (set when it started), not the current
             # one: a restart may have made another.
             mp_pool = task.handle if isinstance(task.handle, ProcessPool) else None
             mp_pool = mp_pool or self._mp_pool
-            return mp_pool.cancel_running(task) if mp_pool is not None else False
+            if mp_pool is None:
+                return False
+            return mp_pool.cancel_running(task, reason)
+        if not task._request_cancel(reason):
+            return False  # no longer running (it may wait for a retry now)
         if task.tt == TT_COROUTINE:
             return cancel_coroutine(task)
         return False
@@ -265,3 +399,21 @@ class TaskDispatch:
                     task.exception.__traceback__,
                 ),
             )
+
+
+@functools.lru_cache(maxsize=256, typed=True)  # typed: True is not 1
+def _put_task_options(priority: Any, delay: Any, tt: Any, callback: Any) -> TaskOptions:
+    return options_from_defaults(
+        {"priority": priority, "delay": delay, "tt": tt, "callback": callback}
+    )
+
+
+def task_type(target: Callable[..., Any], tt: int) -> int:
+    """A coroutine function always runs as a coroutine task."""
+    if tt == TT_COROUTINE:
+        return tt
+    if type(target) is types.FunctionType:  # the common case, read directly
+        coroutine = bool(target.__code__.co_flags & inspect.CO_COROUTINE)
+    else:
+        coroutine = inspect.iscoroutinefunction(target)
+    return TT_COROUTINE if coroutine else tt

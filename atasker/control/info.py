@@ -106,7 +106,9 @@ def supervisor_info(
         thread_pool_size, thread_reserve_normal, thread_reserve_high,
         thread_tasks`` (ids of running thread tasks), ``thread_tasks_count``,
         the ``mp_`` twins, ``tasks`` (id -> unfinished record), ``aloops,
-        schedulers, async_job_schedulers``; and ``thread_pool_threads, queued``
+        schedulers, async_job_schedulers``; and ``thread_pool_threads,
+        abandoned_threads`` (threads still running a task past its time
+        limit and grace, no longer counted), ``queued``
         (priority -> count), ``mp_queued, mp_pids, default_aloop, delayed,
         completed, failed, canceled, kept_finished``.
     """
@@ -134,6 +136,7 @@ def supervisor_info(
         info.thread_reserve_normal = supervisor.reserve_normal
         info.thread_reserve_high = supervisor.reserve_high
         info.thread_pool_threads = pool.size if pool is not None else 0
+        info.abandoned_threads = pool.abandoned if pool is not None else 0
         info.queued = _queued(pool)
         info.thread_tasks_count = len(thread_ids)
         if lists:

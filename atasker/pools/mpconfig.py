@@ -286,12 +286,14 @@ class ProcessPoolConfig:
                 )
             self._mp_settings.options = options
             self._mp_options = self._mp_settings
-            if old is not None:
-                self._mp_pool = None
-                for task in old.shutdown(None):  # broken: nothing runs
-                    task.set_canceled()
+            self._mp_pool = None
             if self._active:
                 self._start_mp_pool()
+        if old is not None:
+            # Outside the state lock: shutting it down joins its threads,
+            # which may be queueing a task (a retry) and need that lock.
+            for task in old.shutdown(None):  # broken: nothing runs
+                task.set_canceled(reason="stopped")
 
     def _start_mp_pool(self) -> ProcessPool:
         """Create the process pool (state lock held); it does not wait for

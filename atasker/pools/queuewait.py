@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 
 from ..core.task import TaskInfo
+from .threadattempt import ThreadLimits, run_attempt
 
 logger = logging.getLogger("atasker")
 
@@ -31,6 +32,8 @@ class QueueWaitReports:
         timeout_warning_func, timeout_critical_func: called with the record.
     """
 
+    _limits: ThreadLimits | None  # the supervisor's, while it runs
+
     def __init__(self) -> None:
         super().__init__()
         self.timeout_warning: float | None = DEFAULT_TIMEOUT_WARNING
@@ -40,14 +43,22 @@ class QueueWaitReports:
 
     def _run_thread_task(self, task: TaskInfo) -> None:
         """Pool thread: report a long queue wait, then run the task."""
-        # time_queued is the submit time; a delay is not time spent queued.
-        waited = time.time() - task.time_queued - (task.delay or 0.0)
+        # time_queued is the submit time; a delay, a retry's wait or a wait
+        # for dependencies is not time spent queued.
+        extra = task._extra
+        if extra is not None and extra.queued_at is not None:
+            waited = time.time() - extra.queued_at
+        else:
+            waited = time.time() - task.time_queued - (task.delay or 0.0)
         critical, warning = self.timeout_critical, self.timeout_warning
         if critical is not None and waited > critical:
             _report_wait(task, waited, logging.CRITICAL, self.timeout_critical_func)
         elif warning is not None and waited > warning:
             _report_wait(task, waited, logging.WARNING, self.timeout_warning_func)
-        task.run()
+        if task._options is None:
+            task.run()  # atasker 0.7's options only: the short path
+        else:
+            run_attempt(task, self._limits)
 
 
 def _report_wait(
