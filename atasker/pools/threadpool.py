@@ -42,7 +42,8 @@ import logging
 import threading
 from typing import Callable
 
-from ..core.task import TaskInfo, _running
+from ..core.task import TaskInfo
+from ..core.waiting import running
 from .pool import AdmittingPool, Deadline, IdleStack
 from .pool import remaining as pool_remaining
 
@@ -88,6 +89,11 @@ class ThreadPool(AdmittingPool):
         self._run_task = run_task
         self._idle: IdleStack[_Worker] = IdleStack()
         self._threads: set[threading.Thread] = set()
+        # Threads still running a task past its time limit and grace: no
+        # longer counted, joined or given work (see abandon()).
+        self._abandoned: set[threading.Thread] = set()
+        # Threads blocked on a task of this pool (they lent their slot).
+        self._blocking: set[threading.Thread] = set()
         self._numbers = itertools.count(1)
         self._stopping = False
         self.min_size = min_size
@@ -206,8 +212,11 @@ class ThreadPool(AdmittingPool):
         """The calling pool thread blocks on a task of this pool: lend its
         slot and let one more thread start, so the awaited task can run."""
         with self._lock:
+            current = threading.current_thread()
             self._blocked += 1
-            self._slot_freed_locked()
+            self._blocking.add(current)
+            if current not in self._abandoned:  # an abandoned one has no slot
+                self._slot_freed_locked()
             spawn = self._dispatch_locked()
         if spawn:
             self._start_threads(spawn)
@@ -218,14 +227,44 @@ class ThreadPool(AdmittingPool):
         extra thread retires when it frees up."""
         with self._lock:
             self._blocked -= 1
-            self._admission.reclaim()
+            current = threading.current_thread()
+            self._blocking.discard(current)
+            if current not in self._abandoned:  # an abandoned one has no slot
+                self._admission.reclaim()
+
+    # ------------------------------------------------------------------
+    # Abandoned threads
+    # ------------------------------------------------------------------
+
+    def abandon(self, thread: threading.Thread) -> bool:
+        """``thread`` still runs a task past its time limit and grace: free its
+        slot and its place in the pool (another thread may start for the
+        queue); when it returns, it exits. False if it is not a thread of
+        this pool (any more)."""
+        with self._lock:
+            if thread not in self._threads:
+                return False
+            self._threads.discard(thread)
+            self._abandoned.add(thread)
+            self._size -= 1
+            if thread not in self._blocking:  # a blocked one lent its slot already
+                self._slot_freed_locked()
+            spawn = self._dispatch_locked()
+        if spawn:
+            self._start_threads(spawn)
+        return True
+
+    @property
+    def abandoned(self) -> int:
+        """Abandoned threads still running."""
+        return len(self._abandoned)
 
     # ------------------------------------------------------------------
     # Worker threads
     # ------------------------------------------------------------------
 
     def _work(self, worker: _Worker) -> None:
-        _running.pool = self  # TaskInfo.wait lends this pool a slot
+        running.pool = self  # TaskInfo.wait lends this pool a slot
         try:
             task, worker.task = worker.task, None
             if task is None:
@@ -233,8 +272,9 @@ class ThreadPool(AdmittingPool):
             while task is not None:
                 try:
                     self._run_task(task)
-                except BaseException:  # run_task must not raise; keep the slot count
+                except BaseException as exc:  # run_task must not: keep the count
                     logger.exception("task runner failed for %s", task)
+                    task.set_exception(exc)  # and the task must end
                 # Hold no finished task while waiting for the next one.
                 task = None
                 task = self._next(worker)
@@ -246,6 +286,12 @@ class ThreadPool(AdmittingPool):
     def _next(self, worker: _Worker) -> TaskInfo | None:
         """Free the finished task's slot; return the next task, or None to exit."""
         with self._lock:
+            if self._abandoned:
+                current = threading.current_thread()
+                if current in self._abandoned:  # its slot and place are gone
+                    self._abandoned.discard(current)
+                    logger.warning("abandoned thread %s returned", current.name)
+                    return None
             self._slot_freed_locked()
             task = self._admission.admit_next()
             if task is not None:
