@@ -1,15 +1,25 @@
 """The process pool's wire format, and pickling that never kills a thread.
 
 A worker owns one end of a duplex connection; the pool holds the other.
-Messages are pickled bytes, one in each direction per task::
+Messages are pickled bytes; per task, one payload goes to the worker and one
+outcome comes back, with a few optional messages (tagged by their first
+byte: a pickle starts with b"\x80")::
 
     pool   -> worker  the worker's setup (subprocess workers only, first):
                       pickle({"sys_path", "main_path", "main_name",
                               "initializer", "initargs"})
     worker -> pool    READY | pickle((INIT_FAILED, traceback text))   once
-    pool   -> worker  payload = pickle((target, args, kwargs))
-    worker -> pool    pickle((True, result)) | pickle((False, exception, text))
+    pool   -> worker  [RETRIES + b"<n> <eta>": this attempt follows n retries,
+                       and was due at eta]
+                      payload = pickle((target, args, kwargs, info))
+    worker -> pool    [STATE + pickle((state, meta)): update_state(), any number]
+                      pickle((True, result, None, True))
+                      | pickle((False, exception, text, retryable))
     pool closes its end                      -> the worker exits
+
+``info`` (:func:`wire_info`) is what the task's context needs in the worker:
+its id, name, priority, eta, expiry, the retries its context allows, its
+soft time limit, and whether it is bound.
 
 Pickling runs user code both ways (``__reduce__``, ``__setstate__``, imports
 of the user's modules). Every function here turns whatever that code raises,
@@ -22,11 +32,21 @@ from __future__ import annotations
 import io
 import pickle
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from ..core.errors import safe_repr
 
 READY = b"ready"
 INIT_FAILED = "init-failed"
+RETRIES = b"R"
+STATE = b"S"
+
+# A payload's info: (id, name, priority, eta, expires, max_retries,
+# soft_time_limit, bind).
+WireInfo = tuple[
+    str, "str | None", int, "float | None", "float | None", int, "float | None", bool
+]
 
 
 class RemoteTraceback(Exception):
@@ -44,16 +64,26 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.text}"""'
 
 
-def safe_repr(value: object) -> str:
-    """``repr(value)``, or a placeholder if that raises (user code)."""
-    try:
-        return repr(value)
-    except BaseException:  # a user __repr__ may raise anything
-        return f"<{type(value).__qualname__} object (repr failed)>"
+def wire_info(task: Any) -> WireInfo:
+    """The ``info`` of a process task's payload (``task``: its TaskInfo)."""
+    options = task.options
+    return (
+        task.id,
+        task.name,
+        task.priority,
+        task.eta,
+        task.expires,
+        options.retries,
+        options.soft_time_limit,
+        options.bind,
+    )
 
 
 def pickle_payload(
-    target: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    target: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    info: WireInfo,
 ) -> bytes:
     """Pickle a process task, or raise a TypeError that says what cannot be.
 
@@ -63,7 +93,7 @@ def pickle_payload(
             ``SystemExit``, is the ``__cause__``).
     """
     try:
-        return pickle.dumps((target, args, kwargs), pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((target, args, kwargs, info), pickle.HIGHEST_PROTOCOL)
     except BaseException as exc:  # __reduce__ is user code
         try:
             pickle.dumps(target, pickle.HIGHEST_PROTOCOL)
@@ -88,14 +118,19 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__qualname__}: {text}" if text else type(exc).__qualname__
 
 
-def encode_outcome(ok: bool, value: Any, traceback_text: str | None = None) -> bytes:
+def encode_outcome(
+    ok: bool, value: Any, traceback_text: str | None = None, retryable: bool = True
+) -> bytes:
     """Pickle a task's outcome (worker side); never raises.
 
     A result or exception that cannot be pickled becomes a TypeError that
-    says so, sent in its place.
+    says so, sent in its place. ``retryable`` False: the attempt asked for
+    no automatic retry.
     """
     try:
-        return pickle.dumps((ok, value, traceback_text), pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(
+            (ok, value, traceback_text, retryable), pickle.HIGHEST_PROTOCOL
+        )
     except BaseException as exc:  # __reduce__ is user code
         what = "result" if ok else f"exception {safe_repr(value)}"
         error = TypeError(
@@ -103,9 +138,35 @@ def encode_outcome(ok: bool, value: Any, traceback_text: str | None = None) -> b
             f"process: {_describe(exc)}"
         )
         return pickle.dumps(
-            (False, error, traceback_text or _describe(exc) + "\n"),
+            (False, error, traceback_text or _describe(exc) + "\n", retryable),
             pickle.HIGHEST_PROTOCOL,
         )
+
+
+def encode_retries(retries: int, eta: float | None) -> bytes:
+    """The header of a retried task's payload (pool side)."""
+    return RETRIES + f"{retries} {eta!r}".encode()
+
+
+def decode_retries(data: bytes) -> tuple[int, float | None]:
+    """``(retries, eta)`` from :func:`encode_retries`'s header (worker side)."""
+    count, eta = data[1:].split(b" ")
+    return int(count), None if eta == b"None" else float(eta)
+
+
+def encode_state(state: str | None, meta: Any) -> bytes:
+    """An ``update_state`` message (worker side).
+
+    Raises:
+        TypeError: ``meta`` cannot be pickled (in the task that gave it).
+    """
+    try:
+        return STATE + pickle.dumps((state, meta), pickle.HIGHEST_PROTOCOL)
+    except BaseException as exc:  # __reduce__ is user code
+        raise TypeError(
+            f"update_state: meta cannot be pickled to send it to the parent: "
+            f"{_describe(exc)}"
+        ) from exc
 
 
 # Globals the pool's manager thread may resolve while unpickling an outcome:
@@ -147,7 +208,7 @@ class _UserUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-Outcome = tuple[bool, Any, "str | None"]
+Outcome = tuple[bool, Any, "str | None", bool]
 
 # Opcodes by which a pickle names a global (a class or function to import):
 # the worker pickles with the highest protocol, which names them only with
@@ -157,12 +218,19 @@ Outcome = tuple[bool, Any, "str | None"]
 _GLOBAL_OPCODES = re.compile(rb"[\x82-\x84\x93]")
 
 
-def _names_globals(data: bytes) -> bool:
+def _names_globals(data: bytes | memoryview) -> bool:
     return _GLOBAL_OPCODES.search(data) is not None
 
 
+def _unpickle(data: bytes | memoryview, user_code: bool) -> Any:
+    if not user_code and not _names_globals(data):
+        return pickle.loads(data)  # nothing to resolve: faster
+    unpickler = _UserUnpickler if user_code else _ManagerUnpickler
+    return unpickler(io.BytesIO(data)).load()
+
+
 def decode_outcome(data: bytes, user_code: bool) -> Outcome:
-    """Unpickle a worker's answer into ``(ok, value, traceback_text)``.
+    """Unpickle a worker's answer into ``(ok, value, traceback_text, retryable)``.
 
     Never raises: an answer that cannot be unpickled, or an "exception" that
     is not one, becomes a failed outcome with a TypeError that says so.
@@ -174,11 +242,7 @@ def decode_outcome(data: bytes, user_code: bool) -> Outcome:
             types; True on a thread that may run user code.
     """
     try:
-        if not user_code and not _names_globals(data):
-            ok, value, text = pickle.loads(data)  # nothing to resolve: faster
-        else:
-            unpickler = _UserUnpickler if user_code else _ManagerUnpickler
-            ok, value, text = unpickler(io.BytesIO(data)).load()
+        ok, value, text, retryable = _unpickle(data, user_code)
     except NeedsUserCode:  # only _ManagerUnpickler raises it: decode elsewhere
         raise
     except BaseException as exc:  # __setstate__ and imports are user code
@@ -186,14 +250,34 @@ def decode_outcome(data: bytes, user_code: bool) -> Outcome:
             f"the task's outcome cannot be unpickled in the parent: {_describe(exc)}"
         )
         error.__cause__ = exc
-        return False, error, None
+        return False, error, None, True
     if not ok and not isinstance(value, BaseException):
         error = TypeError(
             "the task failed with an object that is not an exception: "
             f"{safe_repr(value)}"
         )
-        return False, error, text if isinstance(text, str) else None
-    return bool(ok), value, text if isinstance(text, str) else None
+        return False, error, text if isinstance(text, str) else None, True
+    return (
+        bool(ok),
+        value,
+        text if isinstance(text, str) else None,
+        retryable is not False,
+    )
+
+
+def decode_state(data: bytes, user_code: bool) -> tuple[str | None, Any]:
+    """Unpickle an ``update_state`` message into ``(state, meta)``.
+
+    Raises:
+        NeedsUserCode: see :func:`decode_outcome`.
+        TypeError: not a state message.
+        BaseException: whatever unpickling raised (user code; the caller
+            logs it).
+    """
+    state, meta = _unpickle(memoryview(data)[1:], user_code)
+    if state is not None and not isinstance(state, str):
+        raise TypeError(f"a state must be a str; got {safe_repr(state)}")
+    return state, meta
 
 
 def accepts_task_id(target: Callable[..., Any]) -> bool:

@@ -59,7 +59,15 @@ STARTING, IDLE, BUSY, GONE = "starting", "idle", "busy", "gone"
 class Worker:
     """One worker process and the task it runs."""
 
-    __slots__ = ("deadline", "process", "state", "task", "tasks_done", "temporary")
+    __slots__ = (
+        "deadline",
+        "decoding",
+        "process",
+        "state",
+        "task",
+        "tasks_done",
+        "temporary",
+    )
 
     def __init__(self, process: WorkerProcess, temporary: bool) -> None:
         self.process = process
@@ -69,6 +77,8 @@ class Worker:
         # STARTING: the start deadline; BUSY: the task's time limit.
         self.deadline: float | None = time.monotonic() + START_TIMEOUT
         self.tasks_done = 0
+        # Its task's messages go to the pool's decoder thread, in order.
+        self.decoding = False
 
 
 class WorkerRoster:
@@ -226,6 +236,7 @@ class WorkerRoster:
         worker = self.idle.pop()
         worker.state = BUSY
         worker.task = task
+        worker.decoding = False
         if task.time_limit is not None:
             worker.deadline = time.monotonic() + task.time_limit
         return worker

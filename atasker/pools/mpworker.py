@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import pickle
 import runpy
+import signal
 import socket
 import sys
 import threading
@@ -35,8 +36,18 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from ..core.errors import format_exception
-from .mpcodec import INIT_FAILED, READY, RemoteTraceback, encode_outcome
+from ..core.context import TaskContext, set_process_context
+from ..core.errors import SoftTimeLimitExceeded, format_exception
+from .mpcodec import (
+    INIT_FAILED,
+    READY,
+    RETRIES,
+    RemoteTraceback,
+    WireInfo,
+    decode_retries,
+    encode_outcome,
+    encode_state,
+)
 
 __all__ = ["RemoteTraceback", "bootstrap", "importing_main", "worker_main"]
 
@@ -109,30 +120,123 @@ class _PayloadUnpickler(pickle.Unpickler):
             _load_main()
             module = "__mp_main__"
         return super().find_class(module, name)
-        return super().find_class(module, name)
 
 
 def _run_tasks(conn: Connection) -> None:
     """Answer payloads one at a time until the parent closes its end."""
+    if SOFT_LIMITS:
+        signal.signal(signal.SIGALRM, _soft_limit_reached)
+    retries, eta = 0, None
     while True:
         try:
             payload = conn.recv_bytes()
         except (EOFError, OSError):
             return  # the pool closed its end: stop
+        if payload[:1] == RETRIES:
+            retries, eta = decode_retries(payload)
+            continue
         try:
-            if b"__main__" in payload or b"__mp_main__" in payload:
-                # It may name something of the user's main script.
-                target, args, kwargs = _PayloadUnpickler(io.BytesIO(payload)).load()
-            else:
-                target, args, kwargs = pickle.loads(payload)
-            del payload
-            message = encode_outcome(True, target(*args, **kwargs))
-        except BaseException as exc:  # the task's outcome, whatever it is
+            message = _run_task(conn, payload, retries, eta)
+        except SoftTimeLimitExceeded as exc:  # the alarm rang as the task ended
+            _disarm_soft_limit()
             message = encode_outcome(False, exc, format_exception(exc))
+        del payload
+        retries, eta = 0, None
         try:
             conn.send_bytes(message)
         except (EOFError, OSError):
             return
+
+
+def _run_task(
+    conn: Connection, payload: bytes, retries: int, eta: float | None
+) -> bytes:
+    """Run one payload; its outcome, encoded."""
+    context = None
+    try:
+        if b"__main__" in payload or b"__mp_main__" in payload:
+            # It may name something of the user's main script.
+            target, args, kwargs, info = _PayloadUnpickler(io.BytesIO(payload)).load()
+        else:
+            target, args, kwargs, info = pickle.loads(payload)
+        # A task function object (TaskFunction) travels by reference: run
+        # the function it wraps, not another submit.
+        target = getattr(target, "__atasker_function__", target)
+        context = _context(conn, info, retries, eta, args, kwargs)
+        set_process_context(context)
+        if info[7]:  # bind
+            args = (context, *args)
+        _arm_soft_limit(info[6])
+        try:
+            result = target(*args, **kwargs)
+        finally:
+            _disarm_soft_limit()
+        return encode_outcome(True, result)
+    except BaseException as exc:  # the task's outcome, whatever it is
+        retryable = context is None or not context.retries_spent
+        return encode_outcome(False, exc, format_exception(exc), retryable)
+    finally:
+        set_process_context(None)
+
+
+def _context(
+    conn: Connection,
+    info: WireInfo,
+    retries: int,
+    retry_eta: float | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> TaskContext:
+    task_id, name, priority, eta, expires, max_retries, _, _ = info
+    if retries:
+        eta = retry_eta  # when this attempt was due
+
+    def send_state(state: str | None, meta: Any) -> None:
+        conn.send_bytes(encode_state(state, meta))
+
+    return TaskContext(
+        task_id=task_id,
+        name=name,
+        priority=priority,
+        retries=retries,
+        args=args,
+        kwargs=kwargs,
+        eta=eta,
+        expires=expires,
+        max_retries=max_retries,
+        send_state=send_state,
+    )
+
+
+# The soft time limit: SIGALRM, raised as SoftTimeLimitExceeded in the task
+# (tasks run in the worker's main thread, where signal handlers run). The
+# handler raises only while a task runs, and the alarm rings once per task.
+# Where there is no SIGALRM (Windows), a soft limit is refused at the call.
+SOFT_LIMITS = hasattr(signal, "SIGALRM") and hasattr(signal, "setitimer")
+_soft_limit: float | None = None
+
+
+def _arm_soft_limit(seconds: float | None) -> None:
+    global _soft_limit
+    if seconds is not None:
+        _soft_limit = seconds
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def _disarm_soft_limit() -> None:
+    global _soft_limit
+    if _soft_limit is not None:
+        _soft_limit = None
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _soft_limit_reached(signum: int, frame: Any) -> None:
+    if _soft_limit is not None:
+        limit = _soft_limit
+        _disarm_soft_limit()
+        raise SoftTimeLimitExceeded(
+            f"the task ran past its soft time limit of {limit} s"
+        )
 
 
 def _initialize(

@@ -34,11 +34,20 @@ import pickle
 import threading
 import time
 from multiprocessing.connection import wait
-from typing import Any
 
 from ..core.errors import ProcessPoolBrokenError, ProcessPoolStartError
 from ..core.task import TaskInfo
-from .mpcodec import INIT_FAILED, READY, NeedsUserCode, RemoteTraceback, decode_outcome
+from .mpcodec import (
+    INIT_FAILED,
+    READY,
+    STATE,
+    NeedsUserCode,
+    Outcome,
+    RemoteTraceback,
+    decode_outcome,
+    decode_state,
+    encode_retries,
+)
 from .mplaunch import (
     Launcher,
     close_connection,
@@ -164,7 +173,7 @@ class ProcessPool(AdmittingPool):
             self._wake()
         return True
 
-    def cancel_running(self, task: TaskInfo) -> bool:
+    def cancel_running(self, task: TaskInfo, reason: str | None = None) -> bool:
         """Cancel a running task: its worker is killed and replaced.
 
         Returns:
@@ -172,7 +181,9 @@ class ProcessPool(AdmittingPool):
         """
         with self._lock:
             workers = [w for w in self._roster.workers if w.task is task]
-        if not workers or not task.set_canceled(defer=self._callbacks.put):
+        if not workers or not task.set_canceled(
+            defer=self._callbacks.put, reason=reason
+        ):
             return task.cancelled()
         with self._lock:
             self._kill += [(worker, task) for worker in workers]
@@ -275,11 +286,15 @@ class ProcessPool(AdmittingPool):
     def _send(self, worker: Worker, task: TaskInfo) -> None:
         # The handle first: a cancel that sees the task STARTED finds its pool.
         task.handle = self
-        if not task.set_started():  # canceled since it was admitted
-            task.handle = None
+        # Its on_start hook is user code: the callbacks thread runs it.
+        if not task.set_started(defer=self._callbacks.put):
+            task.handle = None  # canceled since it was admitted
             self._return_worker(worker)
             return
+        retries = task.retries
         try:
+            if retries:
+                worker.process.conn.send_bytes(encode_retries(retries, task.eta))
             worker.process.conn.send_bytes(task.payload or b"")
         except (OSError, EOFError):
             self._lose(worker, "died")
@@ -293,10 +308,16 @@ class ProcessPool(AdmittingPool):
         if worker.state == STARTING:
             self._worker_started(worker, data)
             return
-        task = worker.task
+        if data[:1] == STATE:
+            self._state_update(worker, data)
+            return
+        task, in_order = worker.task, worker.decoding
         worker.tasks_done += 1
         self._return_worker(worker)
         if task is None:
+            return
+        if in_order:  # its state updates went to the decoder: so does this
+            self._decoder.put(lambda: self._finish(task, decode_outcome(data, True)))
             return
         try:
             outcome = decode_outcome(data, user_code=False)
@@ -306,14 +327,45 @@ class ProcessPool(AdmittingPool):
             return
         self._finish(task, outcome)
 
-    def _finish(self, task: TaskInfo, outcome: tuple[bool, Any, str | None]) -> None:
-        ok, value, text = outcome
+    def _finish(self, task: TaskInfo, outcome: Outcome) -> None:
+        ok, value, text, retryable = outcome
         if ok:
             task.set_result(value, defer=self._callbacks.put)
             return
         if text:
             value.__cause__ = RemoteTraceback(text)
-        task.set_exception(value, defer=self._callbacks.put)
+        task.set_exception(value, defer=self._callbacks.put, retryable=retryable)
+
+    def _state_update(self, worker: Worker, data: bytes) -> None:
+        """The running task called update_state(): its record shows it.
+
+        What needs user code to decode goes to the decoder thread, and from
+        then on all that comes from this task (its outcome too), in order.
+        """
+        task = worker.task
+        if task is None:
+            return
+
+        def apply(user_code: bool) -> None:
+            try:
+                state, meta = decode_state(data, user_code)
+            except NeedsUserCode:
+                raise
+            except BaseException:  # unpickling is user code
+                logger.exception(
+                    "task %s: its update_state() could not be read", task.id
+                )
+                return
+            task._update_state(state, meta)
+
+        if worker.decoding:
+            self._decoder.put(lambda: apply(True))
+            return
+        try:
+            apply(False)
+        except NeedsUserCode:  # classes of user modules: decode where user code may
+            worker.decoding = True
+            self._decoder.put(lambda: apply(True))
 
     def _worker_started(self, worker: Worker, message: bytes) -> None:
         if message == READY:
@@ -392,7 +444,7 @@ class ProcessPool(AdmittingPool):
         # Queued tasks end now, not once the workers have ended: whoever
         # stopped without waiting sees them canceled at once.
         for task in dropped:
-            task.set_canceled()
+            task.set_canceled(reason="stopped")
         if self._forked:  # the workers are our parent's: leave them alone
             return dropped + running
         self._wake()
