@@ -1,17 +1,33 @@
 """Coroutine tasks: a record whose target returns an awaitable runs as an
-asyncio task on its loop; cancel() of a started one cancels that task."""
+asyncio task on its loop; cancel() of a started one cancels that task.
+
+An attempt runs in a runner coroutine of ours, in the loop's thread::
+
+    runner: begin the attempt ──> on_start ──> await target(*args) ──> outcome
+            time_limit       loop.call_later: the attempt fails with
+                             TaskTimeoutError at once, then its task is cancelled
+            soft_time_limit  loop.call_later: its task is cancelled, and that
+                             cancellation reaches the coroutine as
+                             SoftTimeLimitExceeded (see _SoftLimited)
+
+Its hooks run in the loop's thread, like the coroutine itself; an outcome
+that comes after its attempt is over (a coroutine that ignored a hard limit)
+is dropped.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any
+from collections.abc import Awaitable, Generator
+from typing import Any, ClassVar
 
+from ..core.constants import TASK_STATUS_CANCELED
+from ..core.context import context_of, coroutine_task, retries_spent
+from ..core.errors import SoftTimeLimitExceeded, TaskTimeoutError
+from ..core.options import TaskOptions
 from ..core.task import TaskInfo
-
-# asyncio tasks of coroutine tasks whose cancel() was asked: such a record
-# ends CANCELED even if its coroutine swallows the CancelledError.
-_cancel_requested: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+from ..core.waiting import call_logged
 
 
 def schedule_coroutine(task: TaskInfo, loop: asyncio.AbstractEventLoop) -> None:
@@ -30,41 +46,149 @@ def schedule_coroutine(task: TaskInfo, loop: asyncio.AbstractEventLoop) -> None:
 
 async def _run_coroutine(task: TaskInfo) -> None:
     # The asyncio task is the handle cancel() uses once the record is STARTED.
-    task.handle = asyncio.current_task()
-    # Read before the start: a final record has dropped them (target None).
-    target, args, kwargs = task.target, task.args, task.kwargs
-    if not task.set_started():
+    handle = task.handle = asyncio.current_task()
+    begun = task._begin()
+    if begun is None:
         task.handle = None  # canceled before it could start (and closed)
         return
+    attempt = begun.attempt
+    coroutine_task.set(task)  # current_context() inside the coroutine
+    options = task._options
+    limits: list[asyncio.TimerHandle] = []
+    args = begun.args
     try:
-        assert target is not None
-        result = await target(*args, **kwargs)
+        try:
+            awaitable: Awaitable[Any]
+            if options is None:
+                awaitable = begun.target(*args, **begun.kwargs)
+            else:
+                limits = _arm_limits(task, attempt, options, handle)
+                if options.on_start is not None:
+                    call_logged("on_start hook", options.on_start, task)
+                if options.bind:
+                    args = (context_of(task), *args)
+                awaitable = begun.target(*args, **begun.kwargs)
+                if options.soft_time_limit is not None:
+                    awaitable = _SoftLimited(awaitable, options.soft_time_limit)
+            result = await awaitable
+        finally:
+            for limit in limits:
+                limit.cancel()
     except asyncio.CancelledError:
-        task.set_canceled()
+        task._finish(TASK_STATUS_CANCELED, attempt=attempt)
         raise
     except BaseException as exc:
-        task.set_exception(exc)
-    else:
-        if task.handle in _cancel_requested:
-            task.set_canceled()  # cancel() said True: it swallowed the cancel
+        if task.cancel_requested:  # cancel() said True: it ends so
+            task._finish(TASK_STATUS_CANCELED, attempt=attempt)
         else:
-            task.set_result(result)
+            task.set_exception(exc, retryable=not retries_spent(task), attempt=attempt)
+    else:
+        if task.cancel_requested:
+            # cancel() said True: the coroutine swallowed the cancel
+            task._finish(TASK_STATUS_CANCELED, attempt=attempt)
+        else:
+            task.set_result(result, attempt=attempt)
+
+
+def _arm_limits(
+    task: TaskInfo, attempt: int, options: TaskOptions, handle: Any
+) -> list[asyncio.TimerHandle]:
+    """The loop's timers of the attempt's time limits."""
+    loop = asyncio.get_running_loop()
+    limits = []
+    if options.time_limit is not None:
+        limits.append(
+            loop.call_later(
+                options.time_limit,
+                _hard_limit,
+                task,
+                attempt,
+                options.time_limit,
+                handle,
+            )
+        )
+    if options.soft_time_limit is not None:
+        limits.append(
+            loop.call_later(options.soft_time_limit, _SoftLimited.ring, handle)
+        )
+    return limits
+
+
+def _hard_limit(task: TaskInfo, attempt: int, seconds: float, handle: Any) -> None:
+    """The attempt fails now (its waiters wake), then its coroutine is cancelled."""
+    error = TaskTimeoutError(
+        f"task {task.id} ({task.name}) ran past its time limit of {seconds} s"
+    )
+    task.set_exception(error, attempt=attempt)
+    handle.cancel()
+
+
+class _SoftLimited:
+    """Awaits a coroutine, turning the cancellation its soft limit sends into
+    SoftTimeLimitExceeded, thrown in where the coroutine awaits (which may
+    catch it, clean up, and go on). Every other cancellation passes."""
+
+    # asyncio tasks whose soft limit rang and whose cancellation is not yet
+    # converted.
+    _rung: ClassVar[weakref.WeakSet[asyncio.Task[Any]]] = weakref.WeakSet()
+
+    def __init__(self, awaitable: Awaitable[Any], seconds: float) -> None:
+        self._awaitable = awaitable
+        self._seconds = seconds
+
+    @classmethod
+    def ring(cls, handle: asyncio.Task[Any]) -> None:
+        cls._rung.add(handle)
+        handle.cancel()
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        inner = self._awaitable.__await__()
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            try:
+                yielded = inner.send(sent) if thrown is None else inner.throw(thrown)
+            except StopIteration as stop:
+                return stop.value
+            sent, thrown = None, None
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                close = getattr(inner, "close", None)
+                if close is not None:
+                    close()
+                raise
+            except asyncio.CancelledError as cancelled:
+                thrown = self._converted(cancelled)
+            except BaseException as exc:
+                thrown = exc
+
+    def _converted(self, cancelled: asyncio.CancelledError) -> BaseException:
+        current = asyncio.current_task()
+        if current is None or current not in self._rung:
+            return cancelled
+        self._rung.discard(current)
+        uncancel = getattr(current, "uncancel", None)  # 3.11+: undo its count
+        if uncancel is not None:
+            uncancel()
+        return SoftTimeLimitExceeded(
+            f"the task ran past its soft time limit of {self._seconds} s"
+        )
 
 
 def cancel_coroutine(task: TaskInfo) -> bool:
-    """Cancel the asyncio task of a started coroutine task.
+    """Cancel the asyncio task of a started coroutine task, whose
+    ``cancel_requested`` is set: its runner ends it CANCELED whatever the
+    coroutine does with the CancelledError.
 
     Returns:
-        True: the record will end CANCELED (even if the coroutine swallows
-        the CancelledError and returns).
+        True if the cancellation was sent to its loop.
     """
     handle = task.handle
     if not isinstance(handle, asyncio.Task):
         return False
-    _cancel_requested.add(handle)
     try:
         handle.get_loop().call_soon_threadsafe(handle.cancel)
     except RuntimeError:  # the loop is closed
-        _cancel_requested.discard(handle)
         return False
     return True
