@@ -7,6 +7,7 @@ nothing (no thread) until ``task_supervisor.start()``.
 from .aio.aloop import ALoop
 from .aio.jobs import AsyncJob, AsyncJobScheduler
 from .api import background_task, co_apply, co_mp_apply, wait_completed
+from .core.attempts import Attempt
 from .core.constants import (
     TASK_CRITICAL,
     TASK_HIGH,
@@ -23,9 +24,13 @@ from .core.constants import (
     TT_MP,
     TT_THREAD,
 )
+from .core.context import TaskContext, current_context
 from .core.errors import (
+    MaxRetriesExceededError,
     ProcessPoolBrokenError,
     ProcessPoolStartError,
+    Retry,
+    SoftTimeLimitExceeded,
     SupervisorNotRunningError,
     TaskCancelledError,
     TaskError,
@@ -34,12 +39,14 @@ from .core.errors import (
     WorkerLostError,
     WorkerNotRunningError,
 )
+from .core.options import TaskOptions
 from .core.task import TaskInfo, current_task
 from .extras.collections import FunctionCollection, TaskCollection
 from .extras.local import LocalProxy, g, set_debug
 from .extras.locker import Locker
 from .pools.mpworker import RemoteTraceback
 from .supervisor import TaskSupervisor, task_supervisor
+from .taskfunction import TaskFunction
 from .workers import (
     BackgroundAsyncWorker,
     BackgroundEventWorker,
@@ -69,6 +76,7 @@ __all__ = [
     "ALoop",
     "AsyncJob",
     "AsyncJobScheduler",
+    "Attempt",
     "BackgroundAsyncWorker",
     "BackgroundEventWorker",
     "BackgroundIntervalWorker",
@@ -77,14 +85,20 @@ __all__ = [
     "FunctionCollection",
     "LocalProxy",
     "Locker",
+    "MaxRetriesExceededError",
     "ProcessPoolBrokenError",
     "ProcessPoolStartError",
     "RemoteTraceback",
+    "Retry",
+    "SoftTimeLimitExceeded",
     "SupervisorNotRunningError",
     "TaskCancelledError",
     "TaskCollection",
+    "TaskContext",
     "TaskError",
+    "TaskFunction",
     "TaskInfo",
+    "TaskOptions",
     "TaskSupervisor",
     "TaskTimeoutError",
     "WaitTimeoutError",
@@ -94,6 +108,7 @@ __all__ = [
     "background_worker",
     "co_apply",
     "co_mp_apply",
+    "current_context",
     "current_task",
     "g",
     "set_debug",

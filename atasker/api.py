@@ -1,146 +1,76 @@
-"""The functions most code uses: background_task and wait_completed."""
+"""The functions most code uses: background_task, wait_completed, co_apply."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import time
 from collections.abc import Iterable
 from typing import Any, Callable, overload
 
-from .core.constants import TASK_NORMAL, TT_COROUTINE, TT_MP, TT_THREAD
+from .core.constants import TT_MP, TT_THREAD
 from .core.errors import WaitTimeoutError
+from .core.options import TaskOptions
 from .core.task import TaskInfo
-from .core.validation import (
-    check_callable,
-    check_delay,
-    check_priority,
-    check_task_type,
-    check_time_limit,
-    check_timeout,
-)
+from .core.validation import check_timeout
 from .pools.mpcodec import accepts_task_id
 from .supervisor import TaskSupervisor, task_supervisor
+from .taskfunction import TaskFunction, default_name
 
-TaskFactory = Callable[..., TaskInfo]
+
+@overload
+def background_task(f: Callable[..., Any], **options: Any) -> TaskFunction: ...
 
 
 @overload
 def background_task(
-    f: Callable[..., Any],
-    *,
-    name: str | None = None,
-    priority: int = TASK_NORMAL,
-    delay: float | None = None,
-    tt: int = TT_THREAD,
-    callback: Callable[[Any], Any] | None = None,
-    time_limit: float | None = None,
-    loop: Any = None,
-    supervisor: TaskSupervisor | None = None,
-) -> TaskFactory: ...
-
-
-@overload
-def background_task(
-    f: None = None,
-    *,
-    name: str | None = None,
-    priority: int = TASK_NORMAL,
-    delay: float | None = None,
-    tt: int = TT_THREAD,
-    callback: Callable[[Any], Any] | None = None,
-    time_limit: float | None = None,
-    loop: Any = None,
-    supervisor: TaskSupervisor | None = None,
-) -> Callable[[Callable[..., Any]], TaskFactory]: ...
+    f: None = None, **options: Any
+) -> Callable[[Callable[..., Any]], TaskFunction]: ...
 
 
 def background_task(
-    f: Callable[..., Any] | None = None,
-    *,
-    name: str | None = None,
-    priority: int = TASK_NORMAL,
-    delay: float | None = None,
-    tt: int = TT_THREAD,
-    callback: Callable[[Any], Any] | None = None,
-    time_limit: float | None = None,
-    loop: Any = None,
-    supervisor: TaskSupervisor | None = None,
-) -> TaskFactory | Callable[[Callable[..., Any]], TaskFactory]:
+    f: Callable[..., Any] | None = None, **options: Any
+) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
     """Make ``f`` run as a background task each time it is called.
 
     Used bare (``@background_task``), with options
     (``@background_task(priority=TASK_HIGH)``) or directly
-    (``background_task(f, priority=TASK_HIGH)(x)``). Calling the result
-    queues ``f(*args, **kwargs)`` and returns its :class:`TaskInfo` at once.
+    (``background_task(f, priority=TASK_HIGH)(x)``). The result is a
+    :class:`~atasker.taskfunction.TaskFunction`: calling it queues
+    ``f(*args, **kwargs)`` and returns its :class:`TaskInfo` at once;
+    ``apply_async`` gives options for one call.
 
-    Args:
-        f: the function to run.
+    Options (all keyword-only; docs/options.md has each with an example):
         name: the task name; default ``module.qualname`` of ``f``.
         priority: TASK_LOW, TASK_NORMAL, TASK_HIGH or TASK_CRITICAL.
-        delay: seconds to wait before queueing; the task holds no slot then.
-        tt: task type: TT_THREAD, or TT_MP to run in a worker process (the
-            function must live at the top level of an importable module; its
-            arguments are pickled at each call).
-        callback: called with the result when the task completes (for a
-            process task, in the parent, in a thread of the pool's own).
-        time_limit: process tasks: seconds after which the worker process is
-            killed and the task fails with TaskTimeoutError.
-        loop: coroutine tasks: an aloop name, an ALoop, or a running asyncio
-            loop; the default aloop if None. A coroutine function is always
-            run as a coroutine task (``tt=TT_COROUTINE``).
-        supervisor: the supervisor to use; the default one if None (looked
-            up at each call).
+        tt: TT_THREAD, TT_MP (a worker process: ``f`` must live at the top
+            level of an importable module) or TT_COROUTINE; a coroutine
+            function is always TT_COROUTINE.
+        delay (or countdown), eta: when the task is due; expires: when a
+            task not started yet is canceled instead.
+        time_limit, soft_time_limit: seconds an attempt may run.
+        retries, retry_for, retry_delay, retry_backoff, retry_backoff_max,
+            retry_jitter: the retry policy.
+        on_start, on_success, on_error, on_retry, after_return: hooks;
+            callback: called with the result (atasker 0.7's).
+        bind: pass the task's context as the first argument.
+        depends_on: records or task ids that must complete first.
+        loop: coroutine tasks: an aloop name, an ALoop, or an asyncio loop.
+        supervisor: the supervisor to use; the default one if None.
 
     Raises:
-        TypeError: ``f`` or ``callback`` is not callable; a process task's
-            function or arguments cannot be pickled (at the call).
-        ValueError: unknown priority or task type, bad delay or time limit.
+        TypeError: ``f`` is not callable; an unknown option or a value of
+            the wrong type (named).
+        ValueError: a value out of range (named).
     """
-    priority = check_priority(priority)
-    delay = check_delay(delay)
-    tt = check_task_type(tt)
-    time_limit = check_time_limit(time_limit, tt)
-    check_callable(callback, "callback", allow_none=True)
-    if supervisor is not None and not isinstance(supervisor, TaskSupervisor):
-        raise TypeError(f"supervisor must be a TaskSupervisor; got {supervisor!r}")
+    task_options = TaskOptions(**options)
 
-    def decorate(target: Callable[..., Any]) -> TaskFactory:
-        check_callable(target, "target")
-        task_type = TT_COROUTINE if inspect.iscoroutinefunction(target) else tt
-        if task_type == TT_COROUTINE and time_limit is not None:
-            raise ValueError("time_limit needs tt=TT_MP; use asyncio.wait_for")
-        task_name = name or _default_name(target)
-        pass_task_id = tt == TT_MP and accepts_task_id(target)
-
-        @functools.wraps(target)
-        def start(*args: Any, **kwargs: Any) -> TaskInfo:
-            return (supervisor or task_supervisor).submit(
-                target,
-                args,
-                kwargs,
-                priority=priority,
-                delay=delay,
-                tt=task_type,
-                name=task_name,
-                callback=callback,
-                time_limit=time_limit,
-                loop=loop,
-                pass_task_id=pass_task_id,
-                checked=True,
-            )
-
-        return start
+    def decorate(target: Callable[..., Any]) -> TaskFunction:
+        if isinstance(target, TaskFunction):  # again: its options, then these
+            return TaskFunction(target.run, target._options.replace(**options))
+        return TaskFunction(target, task_options)
 
     if f is None:
         return decorate
     return decorate(f)
-
-
-def _default_name(target: Callable[..., Any]) -> str:
-    module = getattr(target, "__module__", None)
-    qualname = getattr(target, "__qualname__", None) or repr(target)
-    return f"{module}.{qualname}" if module else qualname
 
 
 @overload
@@ -202,10 +132,11 @@ async def co_mp_apply(
     f: Callable[..., Any],
     args: tuple[Any, ...] = (),
     kwargs: dict[str, Any] | None = None,
-    priority: int = TASK_NORMAL,
+    priority: int | None = None,
     delay: float | None = None,
     supervisor: TaskSupervisor | None = None,
     time_limit: float | None = None,
+    **options: Any,
 ) -> Any:
     """Run ``f(*args, **kwargs)`` in the process pool and await its result.
 
@@ -215,10 +146,13 @@ async def co_mp_apply(
     in ``_task_id`` if its signature takes it (by name or ``**kwargs``).
 
     Args:
-        f: a function at the top level of an importable module.
+        f: a function at the top level of an importable module (or a task
+            function: its options apply, then these).
         args, kwargs: its arguments; pickled now.
-        priority, delay, time_limit: as for :func:`background_task`.
+        priority, delay, time_limit: as for :func:`background_task`
+            (None: the default, TASK_NORMAL, or the task function's).
         supervisor: the supervisor to use; the default one if None.
+        options: any other task option (``retries``, ``on_success``, ...).
 
     Returns:
         What ``f`` returned.
@@ -228,44 +162,49 @@ async def co_mp_apply(
             died, TaskTimeoutError past the time limit.
         TypeError, ValueError: bad arguments (before anything runs).
     """
-    return await _apply(f, args, kwargs, priority, delay, supervisor, TT_MP, time_limit)
+    given = _given(priority=priority, delay=delay, time_limit=time_limit)
+    return await _submit(f, args, kwargs, supervisor, TT_MP, **given, **options)
 
 
 async def co_apply(
     f: Callable[..., Any],
     args: tuple[Any, ...] = (),
     kwargs: dict[str, Any] | None = None,
-    priority: int = TASK_NORMAL,
+    priority: int | None = None,
     delay: float | None = None,
     supervisor: TaskSupervisor | None = None,
+    **options: Any,
 ) -> Any:
     """Run ``f(*args, **kwargs)`` in the thread pool and await its result.
 
-    The thread-pool twin of :func:`co_mp_apply`; cancelling the awaiting
-    coroutine cancels the task if it has not started.
+    The thread-pool twin of :func:`co_mp_apply`; takes any task option.
+    Cancelling the awaiting coroutine cancels the task if it has not
+    started (a running thread task gets ``cancel_requested``).
     """
-    return await _apply(f, args, kwargs, priority, delay, supervisor, TT_THREAD)
+    given = _given(priority=priority, delay=delay)
+    return await _submit(f, args, kwargs, supervisor, TT_THREAD, **given, **options)
 
 
-async def _apply(
+def _given(**options: Any) -> dict[str, Any]:
+    """The options a caller gave (None: not given)."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _submit(
     f: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any] | None,
-    priority: int,
-    delay: float | None,
     supervisor: TaskSupervisor | None,
     tt: int,
-    time_limit: float | None = None,
-) -> Any:
-    task = (supervisor or task_supervisor).submit(
-        f,
-        tuple(args),
-        dict(kwargs) if kwargs else {},
-        priority=priority,
-        delay=delay,
-        tt=tt,
-        time_limit=time_limit,
-        name=_default_name(f) if callable(f) else None,
-        pass_task_id=tt == TT_MP and callable(f) and accepts_task_id(f),
+    **options: Any,
+) -> TaskInfo:
+    if isinstance(f, TaskFunction):  # its own options (supervisor too), then these
+        if supervisor is not None:
+            options["supervisor"] = supervisor
+        return f.apply_async(args, kwargs, tt=tt, **options)
+    if callable(f):
+        options.setdefault("name", default_name(f))
+        options["pass_task_id"] = tt == TT_MP and accepts_task_id(f)
+    return (supervisor or task_supervisor).submit(
+        f, tuple(args), dict(kwargs) if kwargs else {}, tt=tt, **options
     )
-    return await task

@@ -115,7 +115,6 @@ class ExecutorRuns:
                     tt=TT_MP,
                     name=self.name,
                     pass_task_id=accepts_task_id(executor),
-                    checked=True,  # built here from what start() checked
                 )
                 return self.process_result(await task)
             kwargs.update(_worker=self, _name=self.name, o=self.o)
@@ -130,7 +129,6 @@ class ExecutorRuns:
                 priority=self.priority,
                 tt=TT_THREAD,
                 name=self.name,
-                checked=True,  # built here from what start() checked
             )
             try:
                 result = await run_task
