@@ -180,11 +180,6 @@ def test_time_limit(mp_supervisor) -> None:
     assert len(mp_supervisor.get_info().mp_pids) == 2
 
 
-def test_time_limit_only_for_process_tasks() -> None:
-    with pytest.raises(ValueError, match="TT_MP"):
-        background_task(mptasks.add, time_limit=1)
-
-
 class Fifo:
     """Cross-process gate: a task blocks reading it; ``open()`` in the test
     returns once the task is running, ``release()`` lets it finish."""

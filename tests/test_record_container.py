@@ -60,6 +60,7 @@ def test_cancel_removes_from_the_timer_holding_it() -> None:
         assert len(timer) == 0
     finally:
         assert timer.stop() == []
+        timer.close()
 
 
 def test_cancel_after_the_supervisor_swapped_pools(make_supervisor, gate: Gate) -> None:
@@ -91,6 +92,7 @@ def test_cancel_after_the_supervisor_swapped_pools(make_supervisor, gate: Gate) 
         new_pool.shutdown(None)
         new_pool.join(WAIT)
         new_timer.stop()
+        new_timer.close()
     gate.release.set()
     # The old pool drains: its count dropped, so the stop does not hang.
     sup.stop(wait=WAIT)
