@@ -192,22 +192,10 @@ def test_task_function_binds_like_a_method(supervisor) -> None:
     assert account.deposit(5).get(WAIT) == 15
     assert Account.deposit(account, 1).get(WAIT) == 16
     assert Account.deposit.run(account, 4) == 20
-
-
-def test_method_task_function_binds_its_other_calls(supervisor) -> None:
-    class Account:
-        def __init__(self, balance):
-            self.balance = balance
-
-        @background_task(supervisor=supervisor)
-        def deposit(self, amount):
-            self.balance += amount
-            return self.balance
-
-    account = Account(10)
-    assert account.deposit.delay(5).get(WAIT) == 15
-    assert account.deposit.apply_async((1,)).get(WAIT) == 16
-    assert account.deposit.run(4) == 20
+    # Each way to call it gets the instance first.
+    assert account.deposit.delay(5).get(WAIT) == 25
+    assert account.deposit.apply_async((1,)).get(WAIT) == 26
+    assert account.deposit.run(4) == 30
 
 
 def test_atasker_07_calling_styles(supervisor) -> None:
