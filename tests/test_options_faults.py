@@ -21,6 +21,7 @@ import pytest
 from conftest import WAIT
 
 from atasker import (
+    TASK_NORMAL,
     TASK_STATUS_CANCELED,
     TASK_STATUS_DELAYED,
     TT_MP,
@@ -243,4 +244,53 @@ def test_stop_cancels_a_chain_of_dependants_as_stopped(make_supervisor) -> None:
         gate.set()
     sup.block()
     sup.start()
+    alive(sup)
+
+
+def test_a_bool_never_passes_for_an_int_through_the_options_cache(
+    supervisor,
+) -> None:
+    # put_task(tt=1) made an options object; tt=True must still be refused.
+    assert supervisor.put_task(lambda _task_id: 1).get(WAIT) == 1
+    same = {"priority": TASK_NORMAL, "delay": None, "callback": None}
+    with pytest.raises(ValueError, match="tt"):
+        supervisor.submit(abs, (-1,), tt=True, **same)
+    assert supervisor.put_task(lambda _task_id: 2, delay=1).cancel()
+    with pytest.raises(TypeError, match="delay"):
+        supervisor.put_task(abs, (-1,), delay=True)
+
+
+def test_attempts_of_a_plain_task_retried_by_its_context_count_from_one(
+    supervisor,
+) -> None:
+    from atasker import current_context
+
+    def fail():
+        current_context().retry(exc=ValueError("again"), max_retries=2)
+
+    record = supervisor.submit(fail)
+    with pytest.raises(ValueError, match="again"):
+        record.get(WAIT)
+    assert [a.number for a in record.attempts] == [1, 2, 3]
+
+
+def test_a_finished_task_with_a_time_limit_is_not_kept_by_the_timer(
+    make_supervisor,
+) -> None:
+    # Its limit's timer call is canceled when it ends, but stays in the heap
+    # until due: it must not keep the record (and its result) alive.
+    import gc
+    import weakref
+
+    sup = make_supervisor()  # keep_finished=0: nothing of ours keeps it
+    sup.start()
+
+    class Result:
+        pass
+
+    record = sup.submit(Result, time_limit=3600, expires=3600)
+    result = weakref.ref(record.get(WAIT))
+    del record
+    gc.collect()
+    assert result() is None  # the record, which held it, is gone
     alive(sup)
