@@ -8,7 +8,7 @@ An attempt runs in a runner coroutine of ours, in the loop's thread::
                              TaskTimeoutError at once, then its task is cancelled
             soft_time_limit  loop.call_later: its task is cancelled, and that
                              cancellation reaches the coroutine as
-                             SoftTimeLimitExceeded (see _SoftLimited)
+                             SoftTimeLimitExceeded (see _SoftLimit)
 
 Its hooks run in the loop's thread, like the coroutine itself; an outcome
 that comes after its attempt is over (a coroutine that ignored a hard limit)
@@ -18,13 +18,12 @@ is dropped.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Awaitable, Generator
-from typing import Any, ClassVar
+from typing import Any
 
 from ..core.constants import TASK_STATUS_CANCELED
 from ..core.context import context_of, coroutine_task, retries_spent
-from ..core.errors import SoftTimeLimitExceeded, TaskTimeoutError
+from ..core.errors import soft_limit_error, time_limit_error
 from ..core.options import TaskOptions
 from ..core.task import TaskInfo
 from ..core.waiting import call_logged
@@ -47,6 +46,7 @@ def schedule_coroutine(task: TaskInfo, loop: asyncio.AbstractEventLoop) -> None:
 async def _run_coroutine(task: TaskInfo) -> None:
     # The asyncio task is the handle cancel() uses once the record is STARTED.
     handle = task.handle = asyncio.current_task()
+    assert handle is not None
     begun = task._begin()
     if begun is None:
         task.handle = None  # canceled before it could start (and closed)
@@ -62,14 +62,17 @@ async def _run_coroutine(task: TaskInfo) -> None:
             if options is None:
                 awaitable = begun.target(*args, **begun.kwargs)
             else:
-                limits = _arm_limits(task, attempt, options, handle)
+                soft = None
+                if options.soft_time_limit is not None:
+                    soft = _SoftLimit(options.soft_time_limit, handle)
+                limits = _arm_limits(task, attempt, options, handle, soft)
                 if options.on_start is not None:
                     call_logged("on_start hook", options.on_start, task)
                 if options.bind:
                     args = (context_of(task), *args)
                 awaitable = begun.target(*args, **begun.kwargs)
-                if options.soft_time_limit is not None:
-                    awaitable = _SoftLimited(awaitable, options.soft_time_limit)
+                if soft is not None:
+                    awaitable = soft.wrap(awaitable)
             result = await awaitable
         finally:
             for limit in limits:
@@ -91,7 +94,11 @@ async def _run_coroutine(task: TaskInfo) -> None:
 
 
 def _arm_limits(
-    task: TaskInfo, attempt: int, options: TaskOptions, handle: Any
+    task: TaskInfo,
+    attempt: int,
+    options: TaskOptions,
+    handle: asyncio.Task[Any],
+    soft: _SoftLimit | None,
 ) -> list[asyncio.TimerHandle]:
     """The loop's timers of the attempt's time limits."""
     loop = asyncio.get_running_loop()
@@ -107,41 +114,45 @@ def _arm_limits(
                 handle,
             )
         )
-    if options.soft_time_limit is not None:
-        limits.append(
-            loop.call_later(options.soft_time_limit, _SoftLimited.ring, handle)
-        )
+    if soft is not None:
+        limits.append(loop.call_later(soft.seconds, soft.ring))
     return limits
 
 
-def _hard_limit(task: TaskInfo, attempt: int, seconds: float, handle: Any) -> None:
+def _hard_limit(
+    task: TaskInfo, attempt: int, seconds: float, handle: asyncio.Task[Any]
+) -> None:
     """The attempt fails now (its waiters wake), then its coroutine is cancelled."""
-    error = TaskTimeoutError(
-        f"task {task.id} ({task.name}) ran past its time limit of {seconds} s"
-    )
-    task.set_exception(error, attempt=attempt)
+    task.set_exception(time_limit_error(task, seconds), attempt=attempt)
     handle.cancel()
 
 
-class _SoftLimited:
-    """Awaits a coroutine, turning the cancellation its soft limit sends into
-    SoftTimeLimitExceeded, thrown in where the coroutine awaits (which may
-    catch it, clean up, and go on). Every other cancellation passes."""
+class _SoftLimit:
+    """The soft limit of one attempt: when it rings, the attempt's asyncio
+    task is cancelled, and the awaitable it wraps turns that one
+    cancellation into SoftTimeLimitExceeded, thrown in where the coroutine
+    awaits (which may catch it, clean up, and go on). Every other
+    cancellation passes."""
 
-    # asyncio tasks whose soft limit rang and whose cancellation is not yet
-    # converted.
-    _rung: ClassVar[weakref.WeakSet[asyncio.Task[Any]]] = weakref.WeakSet()
+    __slots__ = ("seconds", "_handle", "_rung", "_awaitable")
 
-    def __init__(self, awaitable: Awaitable[Any], seconds: float) -> None:
+    def __init__(self, seconds: float, handle: asyncio.Task[Any]) -> None:
+        self.seconds = seconds
+        self._handle = handle
+        self._rung = False  # rang, and its cancellation is not converted yet
+        self._awaitable: Awaitable[Any] | None = None
+
+    def ring(self) -> None:
+        self._rung = True
+        self._handle.cancel()
+
+    def wrap(self, awaitable: Awaitable[Any]) -> _SoftLimit:
+        """``await soft.wrap(x)`` awaits ``x``, converting as above."""
         self._awaitable = awaitable
-        self._seconds = seconds
-
-    @classmethod
-    def ring(cls, handle: asyncio.Task[Any]) -> None:
-        cls._rung.add(handle)
-        handle.cancel()
+        return self
 
     def __await__(self) -> Generator[Any, Any, Any]:
+        assert self._awaitable is not None
         inner = self._awaitable.__await__()
         sent: Any = None
         thrown: BaseException | None = None
@@ -164,16 +175,13 @@ class _SoftLimited:
                 thrown = exc
 
     def _converted(self, cancelled: asyncio.CancelledError) -> BaseException:
-        current = asyncio.current_task()
-        if current is None or current not in self._rung:
+        if not self._rung:
             return cancelled
-        self._rung.discard(current)
-        uncancel = getattr(current, "uncancel", None)  # 3.11+: undo its count
+        self._rung = False
+        uncancel = getattr(self._handle, "uncancel", None)  # 3.11+: undo its count
         if uncancel is not None:
             uncancel()
-        return SoftTimeLimitExceeded(
-            f"the task ran past its soft time limit of {self._seconds} s"
-        )
+        return soft_limit_error(self.seconds)
 
 
 def cancel_coroutine(task: TaskInfo) -> bool:

@@ -11,6 +11,7 @@ import concurrent.futures
 import sys
 import traceback
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 
 class TaskError(Exception):
@@ -48,6 +49,22 @@ class SoftTimeLimitExceeded(Exception):
     arrives when the thread next runs Python code); in a process task, a
     signal handler raises it; a coroutine task gets it at its ``await``.
     """
+
+
+def time_limit_error(
+    task: Any, seconds: float | None, detail: str = ""
+) -> TaskTimeoutError:
+    """The error of a task (its record) that ran past its hard time limit."""
+    return TaskTimeoutError(
+        f"task {task.id} ({task.name}) ran past its time limit of {seconds} s{detail}"
+    )
+
+
+def soft_limit_error(seconds: float) -> SoftTimeLimitExceeded:
+    """What a task gets past its soft time limit."""
+    return SoftTimeLimitExceeded(
+        f"the task ran past its soft time limit of {seconds} s"
+    )
 
 
 class Retry(Exception):

@@ -28,7 +28,7 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
-from ..core.errors import ProcessPoolStartError, TaskTimeoutError, WorkerLostError
+from ..core.errors import ProcessPoolStartError, WorkerLostError, time_limit_error
 from ..core.task import TaskInfo
 from .mplaunch import Launcher, WorkerProcess, close_connection
 from .pool import IdleStack, remaining
@@ -330,9 +330,8 @@ def loss_error(task: TaskInfo, process: WorkerProcess, reason: str) -> BaseExcep
     """The error of a task whose worker ended (``reason``: "time limit" or
     "died")."""
     if reason == "time limit":
-        return TaskTimeoutError(
-            f"task {task.id} ({task.name}) ran past its time limit of "
-            f"{task.time_limit} s; its worker process {process.pid} was killed"
+        return time_limit_error(
+            task, task.time_limit, f"; its worker process {process.pid} was killed"
         )
     return WorkerLostError(
         f"worker process {process.pid} running task {task.id} ({task.name}) "

@@ -37,7 +37,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from ..core.context import TaskContext, set_process_context
-from ..core.errors import SoftTimeLimitExceeded, format_exception
+from ..core.errors import SoftTimeLimitExceeded, format_exception, soft_limit_error
 from .mpcodec import (
     INIT_FAILED,
     READY,
@@ -234,9 +234,7 @@ def _soft_limit_reached(signum: int, frame: Any) -> None:
     if _soft_limit is not None:
         limit = _soft_limit
         _disarm_soft_limit()
-        raise SoftTimeLimitExceeded(
-            f"the task ran past its soft time limit of {limit} s"
-        )
+        raise soft_limit_error(limit)
 
 
 def _initialize(

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..core.attempts import AttemptStart
 from ..core.constants import TASK_STATUS_CANCELED
 from ..core.context import context_of, retries_spent
-from ..core.errors import SoftTimeLimitExceeded, TaskTimeoutError
+from ..core.errors import SoftTimeLimitExceeded, TaskTimeoutError, time_limit_error
 from ..core.options import TaskOptions
 from ..core.task import TaskInfo
 from ..core.timer import Timer
@@ -186,9 +186,7 @@ def _hard_limit(
     waiters, who may well release the thread, which must not then return as
     if nothing had happened.
     """
-    error = guard.timeout = TaskTimeoutError(
-        f"task {task.id} ({task.name}) ran past its time limit of {seconds} s"
-    )
+    error = guard.timeout = time_limit_error(task, seconds)
     sent = guard.raise_in_thread(TaskTimeoutError)
     task.set_exception(error, defer=limits.defer, attempt=attempt)
     if sent:
