@@ -338,22 +338,6 @@ class TaskDispatch(TaskRelease):
         schedule_coroutine(task, task.handle)
         return True
 
-    def _task_due(self, task: TaskInfo) -> None:
-        """Timer thread: a delayed task is due. (The timer's thread must not
-        run user code: callbacks of a task that ends here are deferred.)"""
-        if not task.set_queued():
-            return  # canceled meanwhile
-        try:
-            accepted = self._enqueue(task)
-        except SupervisorNotRunningError:
-            accepted = False
-        except Exception as exc:  # a closed loop; a process pool that cannot start
-            task.set_exception(exc, defer=self._run_user_code)
-            return
-        if not accepted:
-            # Stopping: accepted, so it must end.
-            task.set_canceled(defer=self._run_user_code, reason="stopped")
-
     def _run_user_code(self, notify: Callable[[], None]) -> None:
         """Run a record's hooks and callbacks (they catch what they raise)
         off the calling internal thread (the timer, a process pool's

@@ -6,7 +6,9 @@ their dependencies, their next attempt; and expiry.
     submit ──> dependencies? ── deps.watch ── all COMPLETED ──> _dependencies_met
                                            └─ one failed ──> CANCELED
     attempt failed, policy says again ──> record DELAYED ──> _retry_task
-    _dependencies_met, _retry_task ──> _release: due later? the timer; else the pool
+    timer: due ──> _task_due
+    _task_due, _dependencies_met, _retry_task ──> _release: due later? the
+        timer; else the pool
     expires ──> a timer call: CANCELED ("expired") unless started
 
 The supervisor inherits :class:`TaskRelease` (through TaskDispatch), and the
@@ -93,16 +95,26 @@ class TaskRelease:
 
     def _dependencies_met(self, task: TaskInfo) -> None:
         """Every dependency of ``task`` completed (in the thread that finished
-        the last one): release it, or cancel it if the supervisor stops."""
+        the last one): queue it, or let it wait for its eta."""
         due = task.eta
-        wait = 0.0 if due is None else max(0.0, due - time.time())
+        self._release_or_end(task, 0.0 if due is None else max(0.0, due - time.time()))
+
+    def _task_due(self, task: TaskInfo) -> None:
+        """Timer thread: a delayed task is due."""
+        self._release_or_end(task, 0.0)
+
+    def _release_or_end(self, task: TaskInfo, wait: float) -> None:
+        """:meth:`_release`; a task it cannot release ends, for it was
+        accepted: CANCELED if the supervisor stops, else with the error (a
+        closed loop, a process pool that cannot start). Called from internal
+        threads (the timer, a manager): the task's user code is deferred."""
         try:
-            released = self._active and self._release(task, wait)
+            released = self._release(task, wait)
         except SupervisorNotRunningError:
             released = False
-        except Exception:  # e.g. the process pool could not start
-            logger.exception("task %s could not be queued", task.id)
-            released = False
+        except Exception as exc:
+            task.set_exception(exc, defer=self._run_user_code)
+            return
         if not released:
             task.set_canceled(defer=self._run_user_code, reason="stopped")
 

@@ -83,8 +83,6 @@ class Owner(Protocol):
 
     def _retry_task(self, task: TaskInfo, wait: float) -> bool: ...
 
-    def _run_user_code(self, notify: Callable[[], None]) -> None: ...
-
 
 class Container(Protocol):
     """What holds a queued or delayed record: a pool or the timer."""
