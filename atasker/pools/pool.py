@@ -98,7 +98,7 @@ class AdmittingPool:
         self._accepting = True
         # Pool threads blocked on a task of this pool: each has lent its slot
         # and lets one more worker start (see begin_blocking in ThreadPool).
-        self._blocked = 0
+        self._blocked: set[threading.Thread] = set()
 
     def queued(self) -> dict[int, int]:
         """Tasks waiting for a slot, by priority."""
@@ -152,7 +152,7 @@ class AdmittingPool:
         Below ``max_size`` (plus one per blocked pool thread), yes; past it,
         only for a CRITICAL head, which always starts at once. (True does
         not mean a head is admissible: the caller's ``admit_next`` says.)"""
-        if size < max_size + self._blocked:
+        if size < max_size + len(self._blocked):
             return True
         head = self._admission.admissible()
         return head is not None and head.priority == TASK_CRITICAL
@@ -160,7 +160,7 @@ class AdmittingPool:
     def _surplus_locked(self, size: int, max_size: int) -> bool:
         """More workers than allowed (after a resize, a CRITICAL burst, or a
         blocked thread that runs again): one that frees up should retire."""
-        return size > max_size + self._blocked
+        return size > max_size + len(self._blocked)
 
     def _wait_drained_locked(self, deadline: Deadline, own: int = 0) -> None:
         """Wait (lock held) until nothing is queued and at most ``own``

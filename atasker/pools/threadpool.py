@@ -92,8 +92,6 @@ class ThreadPool(AdmittingPool):
         # Threads still running a task past its time limit and grace: no
         # longer counted, joined or given work (see abandon()).
         self._abandoned: set[threading.Thread] = set()
-        # Threads blocked on a task of this pool (they lent their slot).
-        self._blocking: set[threading.Thread] = set()
         self._numbers = itertools.count(1)
         self._stopping = False
         self.min_size = min_size
@@ -213,8 +211,7 @@ class ThreadPool(AdmittingPool):
         slot and let one more thread start, so the awaited task can run."""
         with self._lock:
             current = threading.current_thread()
-            self._blocked += 1
-            self._blocking.add(current)
+            self._blocked.add(current)
             if current not in self._abandoned:  # an abandoned one has no slot
                 self._slot_freed_locked()
             spawn = self._dispatch_locked()
@@ -226,9 +223,8 @@ class ThreadPool(AdmittingPool):
         pool may run one task past its limits until a task ends) and the
         extra thread retires when it frees up."""
         with self._lock:
-            self._blocked -= 1
             current = threading.current_thread()
-            self._blocking.discard(current)
+            self._blocked.discard(current)
             if current not in self._abandoned:  # an abandoned one has no slot
                 self._admission.reclaim()
 
@@ -247,7 +243,7 @@ class ThreadPool(AdmittingPool):
             self._threads.discard(thread)
             self._abandoned.add(thread)
             self._size -= 1
-            if thread not in self._blocking:  # a blocked one lent its slot already
+            if thread not in self._blocked:  # a blocked one lent its slot already
                 self._slot_freed_locked()
             spawn = self._dispatch_locked()
         if spawn:
