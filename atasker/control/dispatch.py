@@ -22,7 +22,6 @@ their dependencies or their next attempt, and expiry, are release.py's.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import itertools
 import logging
@@ -115,14 +114,10 @@ class TaskDispatch(TaskRelease):
             SupervisorNotRunningError: the supervisor is not started.
         """
         check_callable(target, "target")
-        try:  # atasker 0.7's options, checked once per distinct values
-            options = _put_task_options(priority, delay, tt, callback)
-        except TypeError as exc:
-            if "unhashable" not in str(exc):
-                raise
-            options = options_from_defaults(
-                {"priority": priority, "delay": delay, "tt": tt, "callback": callback}
-            )
+        # atasker 0.7's options, checked once per distinct values.
+        options = options_from_defaults(
+            {"priority": priority, "delay": delay, "tt": tt, "callback": callback}
+        )
         return self._submit(
             target,
             check_args(args),
@@ -383,13 +378,6 @@ class TaskDispatch(TaskRelease):
                     task.exception.__traceback__,
                 ),
             )
-
-
-@functools.lru_cache(maxsize=256, typed=True)  # typed: True is not 1
-def _put_task_options(priority: Any, delay: Any, tt: Any, callback: Any) -> TaskOptions:
-    return options_from_defaults(
-        {"priority": priority, "delay": delay, "tt": tt, "callback": callback}
-    )
 
 
 def task_type(target: Callable[..., Any], tt: int) -> int:
