@@ -117,33 +117,21 @@ class TaskHeap:
         item._container = None
         return item
 
-    def drain_items(self) -> list[Any]:
-        """Remove every item; return the live ones."""
+    def drain(self, kind: type | None = None) -> list[Any]:
+        """Remove the live items of ``kind`` (every live item if None) and
+        return them in heap order; the others stay."""
         owner = self._owner
-        items = [e[2] for e in self._entries if e[2]._container is owner]
-        self._entries, self._garbage = [], 0
-        for item in items:
-            item._container = None
-        return items
-
-    def drain(self) -> list[TaskInfo]:
-        """Remove every record; return the live ones (other items stay)."""
-        owner = self._owner
-        tasks = [
-            e[2]
-            for e in self._entries
-            if type(e[2]) is TaskInfo and e[2]._container is owner
-        ]
-        self._entries = [
-            e
-            for e in self._entries
-            if type(e[2]) is not TaskInfo and e[2]._container is owner
-        ]
-        heapq.heapify(self._entries)
-        self._garbage = 0
-        for task in tasks:
-            task._container = None
-        return tasks
+        taken: list[tuple[float, int, Any]] = []
+        kept: list[tuple[float, int, Any]] = []
+        for entry in self._entries:
+            item = entry[2]
+            if item._container is owner:
+                (taken if kind is None or type(item) is kind else kept).append(entry)
+        heapq.heapify(kept)
+        self._entries, self._garbage = kept, 0
+        for entry in taken:
+            entry[2]._container = None
+        return [entry[2] for entry in sorted(taken)]
 
 
 class ReadyQueue:

@@ -157,24 +157,24 @@ class Timer:
         Timed calls go on until :meth:`close`."""
         with self._condition:
             self._refusing = True
-            return self._heap.drain()
+            tasks: list[TaskInfo] = self._heap.drain(TaskInfo)
+            return tasks
 
     def close(self) -> None:
         """End the thread (after :meth:`stop`): pending calls are dropped,
         but for their ``on_close``, called here."""
         with self._condition:
             self._refusing = self._closed = True
-            waiting = self._heap.drain()
-            calls = self._heap.drain_items()
+            items = self._heap.drain()
             self._condition.notify()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
-        for task in waiting:  # none if stop() came first, as it should
-            task.set_canceled(reason="stopped")
-        for call in calls:
-            if call.on_close is not None:
+        for item in items:
+            if type(item) is TaskInfo:  # none if stop() came first, as it should
+                item.set_canceled(reason="stopped")
+            elif item.on_close is not None:
                 try:
-                    call.on_close()
+                    item.on_close()
                 except BaseException:  # a bug of ours: the others still run
                     logger.exception("the timer's closing call failed")
