@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from atasker import TaskSupervisor
+from atasker import TT_COROUTINE, TT_MP, TT_THREAD, TaskSupervisor
 
 _numbers = itertools.count(1)
 
@@ -48,6 +49,30 @@ def make_supervisor() -> Iterator[type[TaskSupervisor]]:
             thread.join(WAIT)
         left = supervisor_threads(supervisor.id)
         assert not left, f"threads left after stop: {left}"
+
+
+def started(
+    make_supervisor: Any,
+    tt: int = TT_THREAD,
+    threads: int = 4,
+    processes: int = 1,
+    **kwargs: object,
+) -> TaskSupervisor:
+    """A started supervisor that keeps finished records, for tasks of ``tt``:
+    ``threads`` pool threads (pool_size, no reserves); for TT_MP also
+    ``processes`` worker processes, started; for TT_COROUTINE a default
+    aloop, ``main``."""
+    kwargs.setdefault("keep_finished", 100)
+    sup = make_supervisor(**kwargs)
+    sup.set_thread_pool(pool_size=threads, reserve_normal=0, reserve_high=0)
+    if tt == TT_MP:
+        sup.create_mp_pool(processes=processes)
+    sup.start()
+    if tt == TT_MP:
+        assert sup._mp_pool.wait_workers(processes, WAIT), "no worker started"
+    if tt == TT_COROUTINE:
+        sup.create_aloop("main", default=True)
+    return sup
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mptasks
 import pytest
-from conftest import WAIT, Gate
+from conftest import WAIT, Gate, started
 
 from atasker import (
     TASK_HIGH,
@@ -38,10 +38,7 @@ def where(a, b=0):
 @pytest.fixture
 def single(make_supervisor):
     """A started supervisor with one pool thread."""
-    sup = make_supervisor(keep_finished=100)
-    sup.set_thread_pool(pool_size=1, reserve_normal=0, reserve_high=0)
-    sup.start()
-    return sup
+    return started(make_supervisor, threads=1)
 
 
 def test_decorator_makes_a_task_function(supervisor) -> None:

@@ -9,7 +9,7 @@ import time
 
 import mptasks
 import pytest
-from conftest import WAIT
+from conftest import WAIT, started
 
 from atasker import (
     TASK_HIGH,
@@ -60,27 +60,15 @@ TARGETS = {
 @pytest.fixture(params=list(KINDS))
 def kind(request, make_supervisor):
     """(supervisor, task type): a supervisor that runs that type."""
-    sup = make_supervisor(keep_finished=100)
-    sup.set_thread_pool(pool_size=2, reserve_normal=0, reserve_high=0)
     tt = KINDS[request.param]
-    if tt == TT_MP:
-        sup.create_mp_pool(processes=1)
-    if tt == TT_COROUTINE:
-        sup.create_aloop("main", default=True)
-    sup.start()
-    return sup, tt
+    return started(make_supervisor, tt, threads=2), tt
 
 
 @pytest.fixture(params=["thread", "process"])
 def thread_or_process(request, make_supervisor):
     """(supervisor, task type) for what coroutine tasks do not share."""
-    sup = make_supervisor(keep_finished=100)
-    sup.set_thread_pool(pool_size=1, reserve_normal=0, reserve_high=0)
     tt = KINDS[request.param]
-    if tt == TT_MP:
-        sup.create_mp_pool(processes=1)
-    sup.start()
-    return sup, tt
+    return started(make_supervisor, tt, threads=1), tt
 
 
 @pytest.mark.parametrize("how", ["current", "bound"])

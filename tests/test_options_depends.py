@@ -6,7 +6,7 @@ import threading
 
 import mptasks
 import pytest
-from conftest import WAIT, Gate
+from conftest import WAIT, Gate, started
 
 from atasker import (
     TASK_STATUS_CANCELED,
@@ -22,12 +22,9 @@ from atasker import (
 @pytest.fixture(params=[TT_THREAD, TT_MP], ids=["thread", "process"])
 def tt_supervisor(request, make_supervisor):
     """(supervisor, task type): two pool threads, or two worker processes."""
-    sup = make_supervisor(keep_finished=100)
-    sup.set_thread_pool(pool_size=2, reserve_normal=0, reserve_high=0)
-    if request.param == TT_MP:
-        sup.create_mp_pool(processes=2)
-    sup.start()
-    return sup, request.param
+    return started(
+        make_supervisor, request.param, threads=2, processes=2
+    ), request.param
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import random
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import mptasks
 import pytest
-from conftest import WAIT
+from conftest import WAIT, started
 
 from atasker import (
     TASK_HIGH,
@@ -27,6 +28,7 @@ from atasker import (
     TASK_STATUS_ERROR,
     TASK_STATUS_EXCEPTION,
     TASK_STATUS_QUEUED,
+    TT_COROUTINE,
     TT_MP,
     TT_THREAD,
     MaxRetriesExceededError,
@@ -48,14 +50,8 @@ KINDS = ("thread", "process", "coroutine")
 def make(make_supervisor, kind, **kwargs):
     """A started supervisor for tasks of ``kind``: a thread pool of 4, one
     worker process, or a default aloop."""
-    sup = make_supervisor(keep_finished=100, **kwargs)
-    sup.set_thread_pool(pool_size=4, reserve_normal=0, reserve_high=0)
-    if kind == "process":
-        sup.create_mp_pool(processes=1)
-    sup.start()
-    if kind == "coroutine":
-        sup.create_aloop("main", default=True)
-    return sup
+    tt = {"thread": TT_THREAD, "process": TT_MP, "coroutine": TT_COROUTINE}[kind]
+    return started(make_supervisor, tt, **kwargs)
 
 
 @pytest.fixture(params=KINDS)
@@ -797,10 +793,7 @@ def test_stop_while_waiting_for_the_next_attempt_cancels(
     with pytest.raises(TaskCancelledError):
         task.get(0)
     assert [a.number for a in task.attempts] == [1]  # the failed one is kept
-    sup.start()
-    if kind == "coroutine":
-        sup.get_aloop("main").start()  # aloops stop with the supervisor
-    alive(sup, kind)
+    restarted_alive(sup, kind)
 
 
 def test_cancel_while_waiting_for_the_next_attempt(sup, kind, tmp_path) -> None:
@@ -829,6 +822,30 @@ class StopSignal:
         self.stopping.set()
 
 
+@contextlib.contextmanager
+def stop_begun(sup):
+    """Run ``sup.stop()`` in a thread; the body runs once the supervisor is
+    STOPPING, and the stop has ended when the block does."""
+    signal = StopSignal()
+    sup.register_scheduler(signal)
+    stopper = threading.Thread(target=sup.stop, kwargs={"wait": WAIT})
+    stopper.start()
+    try:
+        assert signal.stopping.wait(WAIT)
+        yield
+    finally:
+        stopper.join(WAIT)
+    assert not stopper.is_alive()
+
+
+def restarted_alive(sup, kind) -> None:
+    """After a stop: start again, and one more task goes through."""
+    sup.start()
+    if kind == "coroutine":
+        sup.get_aloop("main").start()
+    alive(sup, kind)
+
+
 def test_a_task_between_attempts_when_the_supervisor_stops_is_canceled(
     make_supervisor, kind, tmp_path
 ) -> None:
@@ -836,8 +853,6 @@ def test_a_task_between_attempts_when_the_supervisor_stops_is_canceled(
     # begins: like one waiting out its retry delay, it ends CANCELED
     # "stopped", with the failed attempt kept; the retry never runs.
     sup = make(make_supervisor, kind)
-    signal = StopSignal()
-    sup.register_scheduler(signal)
     retrying, proceed = threading.Event(), threading.Event()
 
     def on_retry(record, exc):
@@ -848,24 +863,18 @@ def test_a_task_between_attempts_when_the_supervisor_stops_is_canceled(
         str(tmp_path / "calls"), 1
     )
     assert retrying.wait(WAIT)
-    stopper = threading.Thread(target=sup.stop, kwargs={"wait": WAIT})
-    stopper.start()
     try:
-        assert signal.stopping.wait(WAIT)
+        with stop_begun(sup):
+            proceed.set()  # the retry now asks a supervisor that stops
     finally:
-        proceed.set()  # the retry now asks a supervisor that stops
-        stopper.join(WAIT)
-    assert not stopper.is_alive()
+        proceed.set()
     with pytest.raises(TaskCancelledError):
         task.get(0)
     assert task.cancel_reason == "stopped"
     assert [(a.number, a.exception) for a in task.attempts] == [
         (1, "ValueError('attempt 1')")
     ]
-    sup.start()
-    if kind == "coroutine":
-        sup.get_aloop("main").start()
-    alive(sup, kind)
+    restarted_alive(sup, kind)
 
 
 def test_a_task_failing_once_the_supervisor_stops_is_not_retried(
@@ -874,28 +883,19 @@ def test_a_task_failing_once_the_supervisor_stops_is_not_retried(
     # The attempt fails after the stop began: no retry is planned, and the
     # task fails with that attempt's exception.
     sup = make(make_supervisor, kind)
-    signal = StopSignal()
-    sup.register_scheduler(signal)
     gate = mptasks.ProcessGate(tmp_path / "gate")
     try:
         task = task_function(sup, kind, mptasks.fail_after_gate, retries=3)(gate.path)
         gate.wait_arrived()
-        stopper = threading.Thread(target=sup.stop, kwargs={"wait": WAIT})
-        stopper.start()
-        assert signal.stopping.wait(WAIT)
-        gate.release()
-        stopper.join(WAIT)
-        assert not stopper.is_alive()
+        with stop_begun(sup):
+            gate.release()
     finally:
         gate.release()
     with pytest.raises(ValueError, match="after the gate"):
         task.get(0)
     assert task.status == TASK_STATUS_EXCEPTION and task.retries == 0
     assert len(task.attempts) == 1
-    sup.start()
-    if kind == "coroutine":
-        sup.get_aloop("main").start()
-    alive(sup, kind)
+    restarted_alive(sup, kind)
 
 
 def test_a_next_attempt_the_closing_pool_refuses_still_ends(

@@ -8,7 +8,7 @@ import time
 
 import mptasks
 import pytest
-from conftest import WAIT, Gate
+from conftest import WAIT, Gate, started
 
 from atasker import (
     TASK_STATUS_CANCELED,
@@ -39,22 +39,12 @@ class Single:
 
 @pytest.fixture(params=[TT_THREAD, TT_MP], ids=["thread", "process"])
 def single(request, make_supervisor):
-    sup = make_supervisor(keep_finished=100)
-    sup.set_thread_pool(pool_size=1, reserve_normal=0, reserve_high=0)
-    if request.param == TT_MP:
-        sup.create_mp_pool(processes=1)
-    sup.start()
-    if request.param == TT_MP:
-        assert sup._mp_pool.wait_workers(1, WAIT), "the worker did not start"
-    return Single(sup, request.param)
+    return Single(started(make_supervisor, request.param, threads=1), request.param)
 
 
 @pytest.fixture
 def one_thread(make_supervisor):
-    sup = make_supervisor(keep_finished=100)
-    sup.set_thread_pool(pool_size=1, reserve_normal=0, reserve_high=0)
-    sup.start()
-    return sup
+    return started(make_supervisor, threads=1)
 
 
 @pytest.fixture
