@@ -126,9 +126,11 @@ def test_an_abandoned_thread_that_waits_for_a_task_keeps_the_count(
     sup.start()
     abandoned, blocking = threading.Event(), threading.Event()
     abandon, begin_blocking = ThreadPool.abandon, ThreadPool.begin_blocking
+    stuck_threads: list[threading.Thread] = []
 
     def signalled_abandon(self, thread):
         result = abandon(self, thread)
+        stuck_threads.append(thread)
         abandoned.set()
         return result
 
@@ -155,7 +157,8 @@ def test_an_abandoned_thread_that_waits_for_a_task_keeps_the_count(
     sibling_gate.set()
     with pytest.raises(TaskTimeoutError):
         record.get(WAIT)
-    wait_until(lambda: sup.get_info().abandoned_threads == 0, "the thread returned")
+    stuck_threads[0].join(WAIT)  # it returned, and exits
+    assert sup.get_info().abandoned_threads == 0
     assert sup._pool._admission.running == 0
     alive(sup)
 
@@ -293,4 +296,71 @@ def test_a_finished_task_with_a_time_limit_is_not_kept_by_the_timer(
     del record
     gc.collect()
     assert result() is None  # the record, which held it, is gone
+    alive(sup)
+
+
+def test_a_limit_passing_before_the_attempt_is_armed_ends_it(
+    make_supervisor, monkeypatch
+) -> None:
+    # The soft limit passes between its timer call being set and the
+    # attempt entering its handlers (a thread preempted there): the attempt
+    # must end with it, not let it loose in the pool's own code.
+    sup = make_supervisor()
+    sup.start()
+    sent = threading.Event()
+    raise_in_thread = threadattempt.LimitGuard.raise_in_thread
+    call_guarded = threadattempt._call_guarded
+
+    def signalled(self, exc_type):
+        result = raise_in_thread(self, exc_type)
+        sent.set()
+        return result
+
+    def preempted(*args):
+        assert sent.wait(WAIT)  # held until the limit has passed
+        return call_guarded(*args)
+
+    monkeypatch.setattr(threadattempt.LimitGuard, "raise_in_thread", signalled)
+    monkeypatch.setattr(threadattempt, "_call_guarded", preempted)
+    record = sup.submit(abs, (-1,), soft_time_limit=0.01, time_limit=60)
+    assert record.wait(WAIT)
+    with pytest.raises(SoftTimeLimitExceeded):
+        record.get(0)
+    monkeypatch.undo()
+    alive(sup)
+
+
+def test_user_code_of_many_tasks_ended_elsewhere_shares_one_thread(
+    make_supervisor, monkeypatch
+) -> None:
+    # Dependants canceled when their dependency fails have their hooks run
+    # off the thread that failed it: on the supervisor's callbacks thread,
+    # not on a new thread each.
+    sup = make_supervisor()
+    sup.start()
+    gate = threading.Event()
+
+    def fail_when_released():
+        assert gate.wait(WAIT)
+        raise ValueError("dependency fails")
+
+    failing = sup.submit(fail_when_released)
+    dependants = [
+        sup.submit(abs, (-1,), depends_on=[failing], on_error=lambda r, e: None)
+        for _ in range(50)
+    ]
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted(self):
+        started.append(self.name)
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counted)
+    gate.set()
+    for record in dependants:
+        assert record.wait(WAIT)
+        assert record.cancel_reason == f"dependency failed: {failing.id}"
+    assert len([name for name in started if name.endswith("_callbacks")]) <= 1
+    monkeypatch.undo()
     alive(sup)
