@@ -68,10 +68,9 @@ class TaskFunction:
         """The function itself: call it to run it here, not as a task."""
         return self._function
 
-    @property
-    def __atasker_function__(self) -> Callable[..., Any]:
-        """What a worker process runs when a payload names this object."""
-        return self._function
+    # What a worker process runs when a payload names this object (a name
+    # no other callable has, unlike ``run``).
+    __atasker_function__ = run
 
     def __call__(self, *args: Any, **kwargs: Any) -> TaskInfo:
         """Queue ``function(*args, **kwargs)``; return its record at once.
