@@ -130,8 +130,8 @@ class TaskInfo(TaskAttempts):
         "_container",
         "_context",
         "_owner",
-        "_options",
-        "_extra",
+        # _options, _extra: TaskAttempts'; _lock, _waiters, _done_callbacks:
+        # TaskWaiting's (a slot named twice would take its space twice).
     )
 
     def __init__(
