@@ -93,6 +93,27 @@ class Retry(Exception):
         self.max_retries = max_retries
 
 
+class Replace(Exception):
+    """The signal ``current_context().replace(sig)`` raises: this attempt
+    ends and the signature runs in its place; its outcome becomes the task's
+    (celery's ``replace``).
+
+    Attributes:
+        signature: what runs instead (a workflow Signature).
+    """
+
+    def __init__(self, signature: Any) -> None:
+        super().__init__(f"replaced by {safe_repr(signature)}")
+        self.signature = signature
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Replace, (self.signature,))
+
+
+class UnknownTaskError(LookupError):
+    """No task function is registered under that name."""
+
+
 class MaxRetriesExceededError(Exception):
     """``retry()`` was called past ``max_retries`` without an exception to
     re-raise."""
