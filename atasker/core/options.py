@@ -66,6 +66,8 @@ DEFAULTS: dict[str, Any] = {
     **dict.fromkeys(HOOKS),
     "bind": False,
     "depends_on": (),
+    "link": (),
+    "link_error": (),
     "loop": None,
     "supervisor": None,
 }
@@ -150,6 +152,35 @@ def _check_depends_on(value: Any, argument: str) -> tuple[Any, ...]:
     return items
 
 
+def _check_links(value: Any, argument: str) -> tuple[Any, ...]:
+    """A signature or an iterable of them (workflow Signatures: not imported
+    here, so that options stay below them in the layers)."""
+    if value is None:
+        return ()
+    items = (value,) if _is_signature(value) else None
+    if items is None:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise TypeError(
+                f"{argument} must be a signature (f.s(...)) or a list of them; "
+                f"got {value!r}"
+            )
+        items = tuple(value)
+    for item in items:
+        if not _is_signature(item):
+            raise TypeError(f"{argument} must hold signatures (f.s(...)); got {item!r}")
+        if argument == "link_error" and item.task_type == TT_MP:
+            raise ValueError(
+                f"link_error: {item!r} is a process task, but an error link is "
+                "called with the failed record, which cannot be pickled: make "
+                "it a thread task"
+            )
+    return items
+
+
+def _is_signature(value: Any) -> bool:
+    return callable(getattr(value, "_apply_link", None))
+
+
 def _check_loop(value: Any, argument: str) -> Any:
     if (
         value is None
@@ -187,6 +218,8 @@ CHECKS: dict[str, Callable[[Any, str], Any]] = {
     **dict.fromkeys(HOOKS, _check_hook),
     "bind": check_bool,
     "depends_on": _check_depends_on,
+    "link": _check_links,
+    "link_error": _check_links,
     "loop": _check_loop,
     "supervisor": _check_supervisor,
 }
@@ -230,11 +263,13 @@ class TaskOptions:
     after_return: Callable[..., Any] | None
     bind: bool
     depends_on: tuple[Any, ...]
+    link: tuple[Any, ...]
+    link_error: tuple[Any, ...]
     loop: Any
     supervisor: Any
     _mapping: Mapping[str, Any]
     _extended: frozenset[str] | None  # non-default options beyond 0.7's
-    end_hooks: bool  # on_success, on_error or after_return is set
+    end_hooks: bool  # on_success, on_error, after_return or a link is set
 
     def __init__(self, **options: Any) -> None:
         self._set(DEFAULTS, _checked(options))
@@ -253,7 +288,8 @@ class TaskOptions:
         object.__setattr__(
             self,
             "end_hooks",
-            any(values[hook] is not None for hook in END_HOOKS),
+            any(values[hook] is not None for hook in END_HOOKS)
+            or bool(values["link"] or values["link_error"]),
         )
 
     def replace(self, **changes: Any) -> TaskOptions:
