@@ -98,6 +98,10 @@ class AttemptState:
         "context",
         "pending",
         "queued_at",
+        "parent",
+        "feed",
+        "children",
+        "replaced_by",
     )
 
     def __init__(self) -> None:
@@ -115,6 +119,12 @@ class AttemptState:
         self.pending = 0  # dependencies not completed yet
         # When it last went DELAYED -> QUEUED (a queue wait starts there).
         self.queued_at: float | None = None
+        # Workflows (links.py): what it followed, what it is fed when its
+        # dependencies complete, what its links made, what runs in its place.
+        self.parent: Any = None
+        self.feed: Any = None
+        self.children: list[Any] | None = None
+        self.replaced_by: Any = None
 
 
 def cause_of(exception: BaseException) -> BaseException:

@@ -21,7 +21,7 @@ import contextvars
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
-from .errors import MaxRetriesExceededError, Retry, TaskCancelledError
+from .errors import MaxRetriesExceededError, Replace, Retry, TaskCancelledError
 from .validation import check_delay
 from .waiting import running
 
@@ -154,6 +154,23 @@ class TaskContext:
             countdown=None if countdown is None else seconds or 0.0,
             max_retries=max_retries,
         )
+
+    def replace(self, signature: Any) -> NoReturn:
+        """End this attempt and run ``signature`` in the task's place: its
+        result (or failure, or cancel) becomes the task's, under the same
+        record (celery's ``replace``). The thread (or worker process) is
+        free meanwhile. From a process task, the signature must pickle (a
+        module-level task function's).
+
+        Raises:
+            Replace: always (let it propagate).
+            TypeError: ``signature`` is not a signature.
+        """
+        if not callable(getattr(signature, "_apply_replacing", None)):
+            raise TypeError(
+                f"signature must be a signature (f.s(...)); got {signature!r}"
+            )
+        raise Replace(signature)
 
     def update_state(self, state: str | None = None, meta: Any = None) -> None:
         """Set the record's ``state`` and ``meta``, readable by the submitter

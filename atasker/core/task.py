@@ -21,13 +21,15 @@ look-up store, counters), drops what it ran (target, args, kwargs), wakes its
 waiters (threads in ``wait``/``get``, awaiting coroutines, dependants: quick,
 internal, always in the finishing thread), has a failure logged, then runs
 the user code that follows: the hooks of its options (``on_success`` or
-``on_error``, then ``after_return``), the ``callback`` option with the
-result, and the done callbacks with the record, in the finishing thread or
-handed to ``defer``. Every ``BaseException`` raised by that code is logged
-and never reaches the thread that finished the task.
+``on_error``, then ``after_return``), its links (links.py), the
+``callback`` option with the result, and the done callbacks with the
+record, in the finishing thread or handed to ``defer``. Every
+``BaseException`` raised by that code is logged and never reaches the
+thread that finished the task.
 
 What its attempts keep (retries, failures, cancel reasons, reported state)
-and the retry transition are in attempts.py; waiting on it, in waiting.py.
+and the retry transition are in attempts.py; its place in a workflow
+(parent, links, replacement) in links.py; waiting on it, in waiting.py.
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ from .attempts import (
     FAILED_STATUSES,
     AttemptStart,
     AttemptState,
-    TaskAttempts,
     cause_of,
     failed_status,
 )
@@ -60,9 +61,10 @@ from .constants import (
     TT_COROUTINE,
     TT_THREAD,
 )
-from .errors import Retry, format_exception
+from .errors import Replace, Retry, format_exception
+from .links import TaskLinks, links_for
 from .options import TaskOptions
-from .waiting import Defer, StartedEvent, call_logged, running
+from .waiting import Defer, StartedEvent, Waiter, call_logged, running
 
 logger = logging.getLogger("atasker")
 
@@ -96,7 +98,7 @@ def current_task() -> TaskInfo | None:
     return getattr(running, "task", None)
 
 
-class TaskInfo(TaskAttempts):
+class TaskInfo(TaskLinks):
     """The record of one task: what to run, its status, its outcome.
 
     Attributes (atasker 0.7's): ``id, tt, priority, status, result,
@@ -130,8 +132,9 @@ class TaskInfo(TaskAttempts):
         "_container",
         "_context",
         "_owner",
-        # _options, _extra: TaskAttempts'; _lock, _waiters, _done_callbacks:
-        # TaskWaiting's (a slot named twice would take its space twice).
+        # _options, _extra: TaskAttempts' (TaskLinks has none); _lock,
+        # _waiters, _done_callbacks: TaskWaiting's (a slot named twice would
+        # take its space twice).
     )
 
     def __init__(
@@ -362,6 +365,8 @@ class TaskInfo(TaskAttempts):
         Returns:
             True if this call made a transition.
         """
+        if type(exception) is Replace:
+            return self._replace(exception, defer, attempt)
         is_retry = isinstance(exception, Retry)
         if (self._options is not None or is_retry) and self._retry(
             exception, defer, retryable, attempt
@@ -510,19 +515,26 @@ class TaskInfo(TaskAttempts):
             expiry.cancel()
         if coroutine_args:
             _close_coroutines(coroutine_args)
-        if waiters is not None:
-            for waiter in waiters:
-                if type(waiter) is not StartedEvent:  # a canceled task never started
-                    waiter.set()
-        if exception is not None and owner is not None:
-            owner._task_failed(self)
         options = self._options
         if options is not None and not options.end_hooks:
             options = None  # nothing of it to run: nothing to defer
+        # A task with links to apply wakes its waiters once they are (with
+        # its user code): record.children is whole when get() returns.
+        links = () if options is None else links_for(options, status)
+        if waiters is not None and not links:
+            _wake(waiters)
+        if exception is not None and owner is not None:
+            owner._task_failed(self)
         callback = self.callback if status == TASK_STATUS_COMPLETED else None
         if options is not None or callback is not None or callbacks:
 
             def notify() -> None:
+                if links:
+                    try:
+                        self._run_links(links, status, result)
+                    finally:
+                        if waiters is not None:
+                            _wake(waiters)
                 if options is not None:
                     self._end_hooks(options, status, previous, result, exception)
                 if callback is not None:
@@ -538,6 +550,12 @@ class TaskInfo(TaskAttempts):
             else:
                 defer(notify)
         return True
+
+
+def _wake(waiters: list[Waiter]) -> None:
+    for waiter in waiters:
+        if type(waiter) is not StartedEvent:  # a canceled task never started
+            waiter.set()
 
 
 def _close_coroutines(args: tuple[Any, ...]) -> None:

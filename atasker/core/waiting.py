@@ -181,6 +181,13 @@ class TaskWaiting:
             self._waiters.append(waker)
             return True
 
+    def _remove_waker(self, waker: Waker) -> None:
+        """Take back a waker of :meth:`_add_waker` (if still there)."""
+        with self._lock:
+            waiters = self._waiters
+            if waiters is not None and waker in waiters:
+                waiters.remove(waker)
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the task is in a final state.
 
