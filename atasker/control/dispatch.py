@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..aio.cotask import cancel_coroutine, schedule_coroutine
-from ..core import deps
+from ..core import deps, names
 from ..core.constants import TASK_NORMAL, TT_COROUTINE, TT_MP, TT_THREAD
 from ..core.errors import SupervisorNotRunningError
 from ..core.options import DEFAULT_OPTIONS, TaskOptions, options_from_defaults
@@ -204,6 +204,26 @@ class TaskDispatch(TaskRelease):
             pass_task_id=pass_task_id,
         )
 
+    def send_task(
+        self,
+        name: str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> TaskInfo:
+        """Queue a task by the name of its task function (celery's
+        ``send_task``): its options, then these, on this supervisor.
+
+        Raises:
+            UnknownTaskError: no task function has that name in this process.
+            TypeError, ValueError: a bad argument or option (named).
+            SupervisorNotRunningError: the supervisor is not started.
+        """
+        task_function = names.lookup(name)
+        options.setdefault("supervisor", self)
+        record: TaskInfo = task_function.apply_async(args, kwargs, **options)
+        return record
+
     def _submit(
         self,
         target: Callable[..., Any],
@@ -216,6 +236,7 @@ class TaskDispatch(TaskRelease):
         task_id: str | None = None,
         pass_task_id: bool = False,
         pickle_as: Any = None,
+        follow: deps.Follow | None = None,
     ) -> TaskInfo:
         """:meth:`submit` with everything checked (the hot path).
 
@@ -225,6 +246,7 @@ class TaskDispatch(TaskRelease):
             plain: ``options.is_plain(tt)``, if the caller knows it.
             pickle_as: what to pickle as the target of a process task
                 (default ``target``); see TaskFunction.
+            follow: the tasks it follows in a chain or chord (workflows).
         """
         pool, timer = self._pool, self._timer
         if pool is None or timer is None or not self._active:
@@ -237,7 +259,9 @@ class TaskDispatch(TaskRelease):
             task_id = str(task_id)
         if pass_task_id:
             kwargs["_task_id"] = task_id
-        if plain is None:
+        if follow is not None:
+            plain = False
+        elif plain is None:
             plain = options.is_plain(tt)
         # Beyond atasker 0.7's options: when it is due and expires, what it
         # depends on, and the record keeps what its attempts need.
@@ -249,7 +273,11 @@ class TaskDispatch(TaskRelease):
             delay, due, expires_at = when(options)
             dependencies = self._dependencies(options.depends_on)
             # Without its dependencies: a record must not keep them alive.
-            record_options = options.replace(depends_on=()) if dependencies else options
+            record_options = (
+                options.replace(depends_on=()) if dependencies else options
+            )
+            if follow is not None:
+                dependencies = [*dependencies, *follow.records]
         task = TaskInfo(
             task_id,
             target,
@@ -265,8 +293,14 @@ class TaskDispatch(TaskRelease):
             options=record_options,
             delayed=bool(dependencies),
         )
-        if task._extra is not None:
-            task._extra.eta, task._extra.expires = due, expires_at
+        extra = task._extra
+        if extra is not None:
+            extra.eta, extra.expires = due, expires_at
+            if follow is not None:
+                extra.parent = follow.parent
+                if follow.feed is not None:
+                    follow.pickle_as = pickle_as
+                    extra.feed = follow
         if tt != TT_THREAD:
             self._prepare(task, pickle_as, options.loop)
         self._registry.add(task)
@@ -276,7 +310,11 @@ class TaskDispatch(TaskRelease):
         try:
             if dependencies:
                 deps.watch(
-                    task, dependencies, self._dependencies_met, self._run_user_code
+                    task,
+                    dependencies,
+                    self._dependencies_met,
+                    self._run_user_code,
+                    None if follow is None else follow.kind,
                 )
                 accepted = True
             elif delay:
@@ -351,6 +389,9 @@ class TaskDispatch(TaskRelease):
     def _cancel_running(self, task: TaskInfo, reason: str | None) -> bool:
         """Cancel a started task: a process or coroutine task is stopped; a
         thread task is asked to stop (its ``cancel_requested``), and False."""
+        replacement = task._replacement()
+        if replacement is not None:  # it ends as its replacement does
+            return replacement.cancel(reason)
         if task.tt == TT_MP:
             # The pool that runs it (set when it started), not the current
             # one: a restart may have made another.

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.constants import TT_COROUTINE
+from ..core.constants import TASK_STATUS_DELAYED, TT_COROUTINE, TT_MP
 from ..core.errors import SupervisorNotRunningError
 from ..core.options import TaskOptions
 from ..core.registry import TaskRegistry
@@ -48,6 +48,8 @@ class TaskRelease:
         def _enqueue(self, task: TaskInfo) -> bool: ...
 
         def _run_user_code(self, notify: Any) -> None: ...
+
+        def _prepare(self, task: TaskInfo, pickle_as: Any, loop: Any) -> None: ...
 
     def _release(self, task: TaskInfo, wait: float) -> bool:
         """A DELAYED task (its dependencies met, or another attempt due) may
@@ -95,9 +97,30 @@ class TaskRelease:
 
     def _dependencies_met(self, task: TaskInfo) -> None:
         """Every dependency of ``task`` completed (in the thread that finished
-        the last one): queue it, or let it wait for its eta."""
+        the last one): queue it, or let it wait for its eta. A task of a
+        workflow gets their results first."""
+        extra = task._extra
+        if extra is not None and extra.feed is not None:
+            try:
+                self._feed(task)
+            except Exception as exc:  # a result a process task cannot pickle
+                task.set_exception(exc, defer=self._run_user_code)
+                return
         due = task.eta
         self._release_or_end(task, 0.0 if due is None else max(0.0, due - time.time()))
+
+    def _feed(self, task: TaskInfo) -> None:
+        """Prepend what a chain or chord task follows to its arguments (a
+        process task's payload is pickled again, with them)."""
+        with task._lock:
+            extra = task._extra
+            follow = None if extra is None else extra.feed
+            if follow is None or task.status != TASK_STATUS_DELAYED:
+                return
+            extra.feed = None  # type: ignore[union-attr]
+            task.args = (follow.value(), *task.args)
+        if task.tt == TT_MP:
+            self._prepare(task, follow.pickle_as, None)
 
     def _task_due(self, task: TaskInfo) -> None:
         """Timer thread: a delayed task is due."""

@@ -14,6 +14,12 @@ thread finishes it, with no lock held, before any user code. Nothing polls.
 A dependant canceled in turn wakes its own dependants: the links of one
 thread are run from a queue, not by recursion, so a long chain of failures
 does not exhaust the stack.
+
+A task of a chain or a chord follows its dependencies (:class:`Follow`):
+it may be fed their results (prepended to its arguments when the last one
+completes), and a failure cancels it with the workflow's reason, ``"chain:
+<id> failed"`` or ``"chord: <id> failed"``, the id of the task that failed
+first: the rest of a chain gives the same reason along.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import collections
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Callable
+from typing import Any, Callable
 
 from .constants import (
     TASK_STATUS_CANCELED,
@@ -38,10 +44,56 @@ logger = logging.getLogger("atasker")
 _cascade = threading.local()
 
 
+class Follow:
+    """How a task of a workflow follows the tasks it waits for.
+
+    Args:
+        kind: ``"chain"`` or ``"chord"`` (its cancel reasons say which).
+        parent: what ``record.parent`` shows (a record, or a GroupResult).
+        records: the tasks it waits for, in order.
+        feed: ``"one"``: the first record's result is prepended to its
+            arguments; ``"all"``: the list of all results; None: nothing
+            (an immutable signature).
+        pickle_as: what a fed process task's payload names (see dispatch).
+    """
+
+    __slots__ = ("kind", "parent", "records", "feed", "pickle_as")
+
+    def __init__(
+        self,
+        kind: str,
+        parent: Any,
+        records: Sequence[TaskInfo],
+        feed: str | None,
+        pickle_as: Any = None,
+    ) -> None:
+        self.kind = kind
+        self.parent = parent
+        self.records = tuple(records)
+        self.feed = feed
+        self.pickle_as = pickle_as
+
+    def value(self) -> Any:
+        """What the follower is fed (its dependencies have all completed)."""
+        if self.feed == "one":
+            return self.records[0].result
+        return [record.result for record in self.records]
+
+
+def cancel_reason(kind: str | None, dependency: TaskInfo) -> str:
+    """Why a task is canceled when ``dependency`` did not complete."""
+    if kind is None:
+        return f"dependency failed: {dependency.id}"
+    given = dependency.cancel_reason
+    if given is not None and given.startswith(("chain: ", "chord: ")):
+        return given  # the task that failed first is named all along
+    return f"{kind}: {dependency.id} failed"
+
+
 class DependencyLink:
     """Tells ``dependant`` that ``dependency`` is final."""
 
-    __slots__ = ("dependant", "dependency", "release", "defer")
+    __slots__ = ("dependant", "dependency", "release", "defer", "kind")
 
     def __init__(
         self,
@@ -49,11 +101,13 @@ class DependencyLink:
         dependency: TaskInfo,
         release: Callable[[TaskInfo], None],
         defer: Defer,
+        kind: str | None = None,
     ) -> None:
         self.dependant = dependant
         self.dependency = dependency
         self.release = release
         self.defer = defer
+        self.kind = kind
 
     def set(self) -> None:
         queue: collections.deque[DependencyLink] | None = getattr(
@@ -79,7 +133,7 @@ class DependencyLink:
                     TASK_STATUS_CANCELED,
                     only_from=(TASK_STATUS_DELAYED,),
                     defer=self.defer,
-                    reason=f"dependency failed: {dependency.id}",
+                    reason=cancel_reason(self.kind, dependency),
                 )
                 return
             with dependant._lock:
@@ -97,12 +151,14 @@ def watch(
     dependencies: Sequence[TaskInfo],
     release: Callable[[TaskInfo], None],
     defer: Defer,
+    kind: str | None = None,
 ) -> None:
     """Release ``dependant`` (DELAYED) once every dependency has COMPLETED,
-    or cancel it as soon as one has not; at once for those already final."""
+    or cancel it as soon as one has not; at once for those already final.
+    ``kind``: the workflow it belongs to (see :func:`cancel_reason`)."""
     with dependant._lock:
         dependant._extra_locked().pending = len(dependencies)
     for dependency in dependencies:
-        link = DependencyLink(dependant, dependency, release, defer)
+        link = DependencyLink(dependant, dependency, release, defer, kind)
         if not dependency._add_waker(link):
             link.set()  # already final
