@@ -29,16 +29,19 @@ from .core.errors import (
     MaxRetriesExceededError,
     ProcessPoolBrokenError,
     ProcessPoolStartError,
+    Replace,
     Retry,
     SoftTimeLimitExceeded,
     SupervisorNotRunningError,
     TaskCancelledError,
     TaskError,
     TaskTimeoutError,
+    UnknownTaskError,
     WaitTimeoutError,
     WorkerLostError,
     WorkerNotRunningError,
 )
+from .core.names import registered as registered_tasks
 from .core.options import TaskOptions
 from .core.task import TaskInfo, current_task
 from .extras.collections import FunctionCollection, TaskCollection
@@ -55,10 +58,22 @@ from .workers import (
     BackgroundWorker,
     background_worker,
 )
+from .workflow.results import GroupResult, MapResult
+from .workflow.signature import Signature, chain, chord, group, signature
+from .workflow.waits import (
+    ALL_COMPLETED,
+    FIRST_COMPLETED,
+    FIRST_EXCEPTION,
+    as_completed,
+    wait,
+)
 
 __version__ = "0.8.0"
 
 __all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
     "TASK_CRITICAL",
     "TASK_HIGH",
     "TASK_LOW",
@@ -83,13 +98,17 @@ __all__ = [
     "BackgroundQueueWorker",
     "BackgroundWorker",
     "FunctionCollection",
+    "GroupResult",
     "LocalProxy",
     "Locker",
+    "MapResult",
     "MaxRetriesExceededError",
     "ProcessPoolBrokenError",
     "ProcessPoolStartError",
     "RemoteTraceback",
+    "Replace",
     "Retry",
+    "Signature",
     "SoftTimeLimitExceeded",
     "SupervisorNotRunningError",
     "TaskCancelledError",
@@ -101,17 +120,25 @@ __all__ = [
     "TaskOptions",
     "TaskSupervisor",
     "TaskTimeoutError",
+    "UnknownTaskError",
     "WaitTimeoutError",
     "WorkerLostError",
     "WorkerNotRunningError",
+    "as_completed",
     "background_task",
     "background_worker",
+    "chain",
+    "chord",
     "co_apply",
     "co_mp_apply",
     "current_context",
     "current_task",
     "g",
+    "group",
+    "registered_tasks",
     "set_debug",
+    "signature",
     "task_supervisor",
+    "wait",
     "wait_completed",
 ]

@@ -9,6 +9,12 @@ celery's ways to call it::
     f.apply_async(args, kwargs, **options)  options for this call only
     f.run(*args, **kwargs)                  the function itself, here and now
     f.name, f.options                       its task name; its options, read-only
+    f.s(*args), f.si(*args)                 a signature (workflow/signature.py)
+    f.map(items), f.starmap, f.chunks       many calls (workflow/mapping.py)
+    f.apply(args, kwargs, **options)        run here, as a task (eager)
+
+Each task function registers its name (core/names.py): ``send_task`` and
+``Signature.from_json`` find it by that name.
 
 The options are checked once, when the function is decorated; a plain call
 reuses them as they are. A task function defined at the top level of a
@@ -20,16 +26,22 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
 from .control.dispatch import task_type
+from .core import names
 from .core.constants import TT_MP
+from .core.deps import Follow
 from .core.options import TaskOptions
 from .core.task import TaskInfo
 from .core.validation import check_args, check_callable, check_kwargs
 from .pools.mpcodec import accepts_task_id
 from .supervisor import TaskSupervisor, task_supervisor
+from .workflow import eager
+from .workflow.mapping import map_chunks
+from .workflow.results import MapResult
+from .workflow.signature import Signature
 
 
 class TaskFunction:
@@ -54,6 +66,7 @@ class TaskFunction:
         self._options = options
         self._routing = _routing(function, options)
         self._by_reference = False  # known to pickle by reference
+        names.register(self.name, self)
 
     def __repr__(self) -> str:
         return f"<TaskFunction {self.name}>"
@@ -104,15 +117,27 @@ class TaskFunction:
             TypeError, ValueError: a bad argument or option, named.
             SupervisorNotRunningError: the supervisor is not started.
         """
+        return self._apply(check_args(args), check_kwargs(kwargs), options, task_id)
+
+    def _apply(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: Mapping[str, Any],
+        task_id: str | None = None,
+        follow: Follow | None = None,
+    ) -> TaskInfo:
+        """:meth:`apply_async` with the arguments checked (signatures')."""
         merged = self._options.replace(**options)
         routing = (
             self._routing
             if merged is self._options
             else _routing(self._function, merged)
         )
-        return self._queue(
-            check_args(args), check_kwargs(kwargs), merged, routing, task_id
-        )
+        return self._queue(args, kwargs, merged, routing, task_id, follow)
+
+    def _task_type(self, options: TaskOptions) -> int:
+        return task_type(self._function, options.tt)
 
     def _queue(
         self,
@@ -121,6 +146,7 @@ class TaskFunction:
         options: TaskOptions,
         routing: Routing,
         task_id: str | None = None,
+        follow: Follow | None = None,
     ) -> TaskInfo:
         tt, plain, pass_task_id = routing
         supervisor: TaskSupervisor = options.supervisor or task_supervisor
@@ -134,7 +160,96 @@ class TaskFunction:
             task_id=task_id,
             pass_task_id=pass_task_id,
             pickle_as=self._pickle_as() if tt == TT_MP else None,
+            follow=follow,
         )
+
+    # ------------------------------------------------------------------
+    # Workflows
+    # ------------------------------------------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of a call (celery's ``s``): run it later, link it,
+        chain it. Arguments given when it is applied go before these."""
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: a chain does not prepend its parent's
+        result."""
+        return Signature(self, args, kwargs, immutable=True)
+
+    def map(
+        self,
+        iterable: Iterable[Any],
+        chunksize: int = 1,
+        *,
+        buffersize: int | None = None,
+        **options: Any,
+    ) -> MapResult:
+        """A task per item (or per chunk of ``chunksize`` items: a process
+        task's chunk travels as one message); returns at once. Its ``get()``
+        is the flat list of results in input order.
+
+        Args:
+            iterable: the items, read lazily.
+            chunksize: items per task.
+            buffersize: chunks in flight at most (default: 4 per worker of
+                the pool, at least 8): the items are read as chunks finish.
+            options: task options for every task.
+
+        Raises:
+            TypeError, ValueError: a bad argument or option (named).
+            SupervisorNotRunningError: the supervisor is not started.
+        """
+        return map_chunks(self, iterable, chunksize, buffersize, False, True, options)
+
+    def starmap(
+        self,
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int = 1,
+        *,
+        buffersize: int | None = None,
+        **options: Any,
+    ) -> MapResult:
+        """:meth:`map`, each item a tuple of arguments (``f(*item)``)."""
+        return map_chunks(self, iterable, chunksize, buffersize, True, True, options)
+
+    def chunks(
+        self,
+        iterable: Iterable[Any],
+        n: int,
+        *,
+        star: bool = False,
+        buffersize: int | None = None,
+        **options: Any,
+    ) -> MapResult:
+        """A task per ``n`` items; ``get()`` is a list of per-chunk lists
+        (celery's ``chunks``). With ``star=True`` each item is a tuple of
+        arguments (celery's form: ``add.chunks(zip(a, b), 10, star=True)``)."""
+        return map_chunks(self, iterable, n, buffersize, star, False, options)
+
+    def apply(
+        self,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        **options: Any,
+    ) -> TaskInfo:
+        """Run one call here, in this thread, as a task: its hooks, retries
+        (the retry delay is waited here), context and links; time limits,
+        when-options and ``depends_on`` do not apply. Returns the final
+        record; what the task raised is on it (celery's ``apply``).
+
+        Raises:
+            TypeError, ValueError: a bad argument or option (named).
+        """
+        merged = self._options.replace(**options)
+        args, kwargs = check_args(args), check_kwargs(kwargs)
+        if self._routing[2] or (
+            self._task_type(merged) == TT_MP and accepts_task_id(self._function)
+        ):
+            kwargs["_task_id"] = task_id = task_id or eager.new_id()
+        return eager.apply(self._function, args, kwargs, merged, task_id)
 
     def _pickle_as(self) -> Any:
         """What a process task's payload names: this object, if it pickles by
