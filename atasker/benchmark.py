@@ -126,6 +126,32 @@ def latency_executor(samples: int, tt: int = TT_THREAD) -> float:
         return _median_seconds(samples, lambda: executor.submit(noop).result())
 
 
+def square(x: int) -> int:
+    """The task of the map measure."""
+    return x * x
+
+
+MAP_CHUNK = 100
+
+
+def map_atasker(items: int) -> float:
+    """Items per second: ``f.map(range(items), chunksize=100).get()`` on the
+    process pool."""
+    with _atasker(TT_MP) as run:
+        mapped = background_task(square, tt=TT_MP, supervisor=run.options["supervisor"])
+        return _per_second(
+            items, lambda: mapped.map(range(items), chunksize=MAP_CHUNK).get()
+        )
+
+
+def map_executor(items: int) -> float:
+    """Items per second: ``list(executor.map(..., chunksize=100))``."""
+    with _executor(TT_MP) as executor:
+        return _per_second(
+            items, lambda: list(executor.map(square, range(items), chunksize=MAP_CHUNK))
+        )
+
+
 def _queued_bytes(submit_all: Callable[[], object]) -> float:
     gc.collect()
     tracemalloc.start()
@@ -256,4 +282,11 @@ def run(
     out(
         f"process idle submit-to-result latency: {ours * 1e6:.0f} us vs "
         f"{theirs * 1e6:.0f} us  ratio {ours / theirs:.2f}x (target <= 1.0x)"
+    )
+    items = 100_000
+    ours = median_of(map_atasker, items)
+    theirs = median_of(map_executor, items)
+    out(
+        f"map of {items} items, chunksize={MAP_CHUNK}: {ours:,.0f}/s vs "
+        f"{theirs:,.0f}/s  ratio {ours / theirs:.2f}x (target >= 1.0x)"
     )
