@@ -20,9 +20,9 @@ from typing import Callable
 
 from .api import background_task, wait_completed
 from .core.constants import TASK_HIGH, TASK_LOW, TT_MP, TT_THREAD
-from .core.task import TaskInfo
 from .pools.mplaunch import default_context
 from .supervisor import TaskSupervisor
+from .taskfunction import TaskFunction
 
 THREADS = 8
 PROCESSES = 2
@@ -48,7 +48,7 @@ def _supervisor(pool_size: int, max_size: int) -> TaskSupervisor:
 
 
 @contextlib.contextmanager
-def _atasker(tt: int) -> Iterator[Callable[[], TaskInfo]]:
+def _atasker(tt: int) -> Iterator[TaskFunction]:
     """A started supervisor for ``tt`` tasks; yields the no-op task factory."""
     if tt == TT_MP:
         supervisor = _quiet(TaskSupervisor(supervisor_id="bench-mp"))

@@ -78,19 +78,29 @@ class TaskLinks(TaskAttempts):
                 attempt is not None and attempt != extra.attempt
             ):
                 return False
+        if defer is None:
+            self._start_replacement(signal.signature)
+        else:  # submitting pickles user values: not on a manager thread
+            defer(lambda: self._start_replacement(signal.signature))
+        return True
+
+    def _start_replacement(self, signature: Any) -> None:
+        later = getattr(self._owner, "_run_user_code", None)
         try:
-            replacement = signal.signature._apply_replacing(self)
+            replacement = signature._apply_replacing(self)
         except Exception as exc:  # it could not even be submitted
-            return self._finish(
-                failed_status(exc), exception=exc, defer=defer, attempt=attempt
+            self._finish(
+                failed_status(exc),
+                exception=exc,
+                only_from=(TASK_STATUS_STARTED,),
+                defer=later,
             )
+            return
         with self._lock:
             self._extra_locked().replaced_by = replacement
-        later = getattr(self._owner, "_run_user_code", None)
         waker = _Replaced(self, replacement, later)
         if not replacement._add_waker(waker):
             waker.set()  # already final
-        return True
 
     def _replacement(self) -> TaskInfo | None:
         """The record running in this one's place, if any."""

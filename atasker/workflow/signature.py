@@ -426,12 +426,16 @@ class chain:
         **options: Any,
     ) -> Any:
         """Queue the whole chain now (``args`` go to the first task;
-        ``options`` to every task); the last task's record."""
+        ``options`` to every task, but ``link`` and ``link_error`` to the
+        last); the last task's record."""
+        links = {key: options.pop(key) for key in LINK_OPTIONS if key in options}
         first, *rest = self.tasks
+        if not rest:
+            return first.apply_async(args, kwargs, **options, **links)
         last = first.apply_async(args, kwargs, **options)
-        for task in rest:
+        for task in rest[:-1]:
             last = _follow(task, last, options)
-        return last
+        return _follow(rest[-1], last, {**options, **links})
 
     def apply(self, **options: Any) -> Any:
         """Run the chain here, in turn (eager); the last record."""
