@@ -110,8 +110,13 @@ def _workers(supervisor: Any, tt: int) -> int:
         if pool is not None:
             return int(pool.processes)
         return os.cpu_count() or 1
-    pool = getattr(supervisor, "_pool", None)
-    size = getattr(pool, "max_size", None)
+    # The reserve rule's threads, if there is one; else the pool's cap.
+    size = sum(
+        getattr(supervisor, name, 0) or 0
+        for name in ("pool_size", "reserve_normal", "reserve_high")
+    )
+    if not getattr(supervisor, "pool_size", 0):
+        size = getattr(getattr(supervisor, "_pool", None), "max_size", None) or 0
     return size if isinstance(size, int) and size > 0 else 8
 
 
