@@ -273,9 +273,7 @@ class TaskDispatch(TaskRelease):
             delay, due, expires_at = when(options)
             dependencies = self._dependencies(options.depends_on)
             # Without its dependencies: a record must not keep them alive.
-            record_options = (
-                options.replace(depends_on=()) if dependencies else options
-            )
+            record_options = options.replace(depends_on=()) if dependencies else options
             if follow is not None:
                 dependencies = [*dependencies, *follow.records]
         task = TaskInfo(

@@ -102,6 +102,7 @@ class AttemptState:
         "feed",
         "children",
         "replaced_by",
+        "links_pending",
     )
 
     def __init__(self) -> None:
@@ -125,6 +126,9 @@ class AttemptState:
         self.feed: Any = None
         self.children: list[Any] | None = None
         self.replaced_by: Any = None
+        # While a final task's links are applied: the applying thread's id
+        # (0 until one starts); its waiters wait for them (waiting.py).
+        self.links_pending: int | None = None
 
 
 def cause_of(exception: BaseException) -> BaseException:

@@ -3,8 +3,9 @@ its links made, and a replacement running in its place.
 
 ::
 
-    record final ──> notify (user code) ──> links, then its waiters woken
-        (so record.children is whole when get() returns) ──> hooks:
+    record final, with links: its waiters wait on ──> notify (user code)
+        ──> links applied, then the waiters woken (record.children is whole
+        when get(), wait(), await return) ──> hooks:
         COMPLETED          each link applied with the result first
         ERROR, EXCEPTION   each link_error applied with the record first
         each new record ──> record.children (a failed submit: a failed record)
@@ -21,6 +22,7 @@ The signatures are the workflow package's; the record only calls their
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from .attempts import FAILED_STATUSES, TaskAttempts, failed_status
@@ -31,7 +33,7 @@ from .constants import (
 )
 from .errors import Replace
 from .options import TaskOptions
-from .waiting import Defer
+from .waiting import Defer, wake
 
 if TYPE_CHECKING:
     from .task import TaskInfo
@@ -57,15 +59,23 @@ class TaskLinks(TaskAttempts):
 
     def _run_links(self, links: tuple[Any, ...], status: int, result: Any) -> None:
         """Apply ``links`` (those the outcome calls for: :func:`links_for`)
-        with the result, or this record if it failed."""
+        with the result, or this record if it failed; then wake the waiters,
+        which waited for them."""
         value = result if status == TASK_STATUS_COMPLETED else self
-        for link in links:
-            child = link._apply_link(value, self)  # never raises
+        with self._lock:
+            extra = self._extra_locked()
+            extra.links_pending = threading.get_ident()
+            extra.children = []
+        try:
+            for link in links:
+                child = link._apply_link(value, self)  # never raises
+                with self._lock:
+                    extra.children.append(child)
+        finally:
             with self._lock:
-                extra = self._extra_locked()
-                if extra.children is None:
-                    extra.children = []
-                extra.children.append(child)
+                extra.links_pending = None
+                waiters, self._waiters = self._waiters, None
+            wake(waiters)
 
     def _replace(
         self, signal: Replace, defer: Defer | None, attempt: int | None

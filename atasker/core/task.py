@@ -64,7 +64,7 @@ from .constants import (
 from .errors import Replace, Retry, format_exception
 from .links import TaskLinks, links_for
 from .options import TaskOptions
-from .waiting import Defer, StartedEvent, Waiter, call_logged, running
+from .waiting import Defer, call_logged, running, wake
 
 logger = logging.getLogger("atasker")
 
@@ -488,8 +488,19 @@ class TaskInfo(TaskLinks):
             # one of the two sees the other (and the record never stays in a
             # container it should have left).
             container = self._container
+            options = self._options
+            links: tuple[Any, ...] = ()
+            if options is not None:
+                if not options.end_hooks:
+                    options = None  # nothing of it to run: nothing to defer
+                else:
+                    links = links_for(options, status)
             waiters = self._waiters
-            self._waiters = None
+            if links:  # its waiters wait for them (_settled)
+                self._extra_locked().links_pending = 0
+                waiters = None
+            else:
+                self._waiters = None
             callbacks = self._done_callbacks
             self._done_callbacks = None
             self._context = None
@@ -515,14 +526,8 @@ class TaskInfo(TaskLinks):
             expiry.cancel()
         if coroutine_args:
             _close_coroutines(coroutine_args)
-        options = self._options
-        if options is not None and not options.end_hooks:
-            options = None  # nothing of it to run: nothing to defer
-        # A task with links to apply wakes its waiters once they are (with
-        # its user code): record.children is whole when get() returns.
-        links = () if options is None else links_for(options, status)
-        if waiters is not None and not links:
-            _wake(waiters)
+        if waiters is not None:
+            wake(waiters)
         if exception is not None and owner is not None:
             owner._task_failed(self)
         callback = self.callback if status == TASK_STATUS_COMPLETED else None
@@ -530,11 +535,7 @@ class TaskInfo(TaskLinks):
 
             def notify() -> None:
                 if links:
-                    try:
-                        self._run_links(links, status, result)
-                    finally:
-                        if waiters is not None:
-                            _wake(waiters)
+                    self._run_links(links, status, result)
                 if options is not None:
                     self._end_hooks(options, status, previous, result, exception)
                 if callback is not None:
@@ -550,12 +551,6 @@ class TaskInfo(TaskLinks):
             else:
                 defer(notify)
         return True
-
-
-def _wake(waiters: list[Waiter]) -> None:
-    for waiter in waiters:
-        if type(waiter) is not StartedEvent:  # a canceled task never started
-            waiter.set()
 
 
 def _close_coroutines(args: tuple[Any, ...]) -> None:

@@ -98,6 +98,7 @@ class TaskWaiting:
     __slots__ = ("_lock", "_waiters", "_done_callbacks")
 
     if TYPE_CHECKING:  # TaskInfo's fields
+        _extra: Any  # an AttemptState or None (attempts.py)
         id: str
         name: str | None
         tt: int
@@ -145,7 +146,7 @@ class TaskWaiting:
         Created on first access; already set if the task is final.
         """
         with self._lock:
-            if self.status in FINAL_STATUSES:
+            if self._settled():
                 event = threading.Event()
                 event.set()
                 return event
@@ -174,12 +175,24 @@ class TaskWaiting:
         """Call ``waker.set()`` once the record is final; False (and no call)
         if it already is."""
         with self._lock:
-            if self.status in FINAL_STATUSES:
+            if self._settled():
                 return False
             if self._waiters is None:
                 self._waiters = []
             self._waiters.append(waker)
             return True
+
+    def _settled(self) -> bool:
+        """Final, and its waiters may go: a task with links is settled once
+        they are applied (its ``children`` whole), except for the thread
+        that applies them (a link run eagerly may wait for its parent)."""
+        if self.status not in FINAL_STATUSES:
+            return False
+        extra = self._extra
+        if extra is None:
+            return True
+        applying = extra.links_pending
+        return applying is None or applying == threading.get_ident()
 
     def _remove_waker(self, waker: Waker) -> None:
         """Take back a waker of :meth:`_add_waker` (if still there)."""
@@ -210,10 +223,12 @@ class TaskWaiting:
 
     def _wait(self, timeout: float | None) -> bool:
         """:meth:`wait` with ``timeout`` already checked."""
-        if self.status in FINAL_STATUSES:
-            return True
+        if self.status in FINAL_STATUSES:  # _settled(), inlined: the hot path
+            extra = self._extra
+            if extra is None or extra.links_pending is None or self._settled():
+                return True
         with self._lock:
-            if self.status in FINAL_STATUSES:
+            if self._settled():
                 return True
             event = self._completed_event_locked()
         pool = self._blocking_pool()
@@ -290,7 +305,7 @@ class TaskWaiting:
         Cancelling the awaiting coroutine cancels the task (as
         ``asyncio.wrap_future`` does for a future).
         """
-        if self.status not in FINAL_STATUSES:
+        if not self._settled():
             loop = asyncio.get_running_loop()
             future: asyncio.Future[None] = loop.create_future()
             # A waiter, not a done callback: woken at once, never queued
@@ -303,6 +318,14 @@ class TaskWaiting:
                 self.cancel()
                 raise
         return self._outcome()
+
+
+def wake(waiters: list[Waiter] | None) -> None:
+    """Wake a final record's waiters (not its ``started`` event: a task
+    canceled before it ran never started)."""
+    for waiter in waiters or ():
+        if type(waiter) is not StartedEvent:
+            waiter.set()
 
 
 def call_logged(what: str, fn: Callable[..., Any], task: Any, *args: Any) -> None:
