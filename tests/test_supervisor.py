@@ -340,4 +340,4 @@ def test_bench_runs() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "HIGH first in 1/1 rounds" in out.stdout
-    assert out.stdout.count("ratio") == 5  # each measure but the priority one
+    assert out.stdout.count("ratio") == 6  # each measure but the priority one

@@ -111,12 +111,6 @@ def run_signature(sig, *args):
     return sig(*args), os.getpid()
 
 
-@background_task(tt=TT_MP)
-def p_wait_at_gate(path, label="released"):
-    """A process task that waits at the mptasks.ProcessGate at ``path``."""
-    return mptasks.wait_at_gate(path, label)
-
-
 # --- test_workflow_map.py (map / starmap / chunks, eager apply, replace) ---
 # Each is a process task (tt=TT_MP); a test runs it as a thread task by
 # giving tt=TT_THREAD per call.
