@@ -754,6 +754,28 @@ def test_apply_never_raises_what_the_task_raised(sup) -> None:
         record.get(0)
 
 
+def test_an_eager_error_link_may_wait_for_its_parent(sup) -> None:
+    # The parent's waiters wait for its links, but not in the thread that
+    # applies them: an eager link_error that reads the parent's outcome
+    # must not wait for itself.
+    seen = []
+
+    def broken():
+        raise ValueError("broken")
+
+    def on_fail(record):
+        try:
+            record.get(WAIT)
+        except ValueError as exc:
+            seen.append(exc)
+
+    handler = background_task(on_fail, supervisor=sup)
+    record = background_task(broken, supervisor=sup).apply(link_error=handler.s())
+    assert record.failed() and len(record.children) == 1
+    assert record.children[0].successful()
+    assert [str(exc) for exc in seen] == ["broken"]
+
+
 def test_apply_gives_a_context(sup) -> None:
     seen = {}
 
