@@ -99,8 +99,8 @@ def assert_alive(sup):
 
 
 def children(record, count):
-    """``record.children``, which holds ``count`` records: the links are
-    applied before the record's waiters wake."""
+    """``record.children`` (whole once the record has ended), which holds
+    ``count`` records."""
     assert record.wait(WAIT)
     found = record.children
     assert isinstance(found, tuple)
@@ -490,27 +490,30 @@ def test_a_failing_link_error_leaves_the_parents_failure(sup, s, kind) -> None:
     assert_alive(sup)
 
 
-@pytest.mark.parametrize("why", ["unpicklable argument", "supervisor not running"])
-def test_a_link_that_cannot_be_submitted_fails_its_own_record(
-    sup, make_supervisor, why
-) -> None:
-    if why == "unpicklable argument":
-        # The result (a lambda) cannot go to a process task.
-        parent_function = wftasks.unpicklable
-        link = wftasks.square.s().set(supervisor=sup)
-        error = TypeError
-    else:
-        parent_function = wftasks.ident
-        link = wftasks.collect.s().set(supervisor=make_supervisor())
-        error = SupervisorNotRunningError
-    parent = parent_function.apply_async(link=link, supervisor=sup)
+def test_a_link_that_cannot_take_the_result_fails_its_own_record(sup) -> None:
+    # The result (a lambda) cannot go to a process task: the link's record
+    # fails, the parent stays COMPLETED.
+    link = wftasks.square.s().set(supervisor=sup)
+    parent = wftasks.unpicklable.apply_async(link=link, supervisor=sup)
     parent.get(WAIT)
     (child,) = children(parent, 1)
-    with pytest.raises(error):
+    with pytest.raises(TypeError):
         child.get(WAIT)
     assert child.failed()
     assert parent.status == TASK_STATUS_COMPLETED
     assert parent.exception is None
+    assert_alive(sup)
+
+
+def test_a_link_that_cannot_be_submitted_refuses_the_task(sup, make_supervisor) -> None:
+    # The links are made with the task: one that cannot be (its supervisor
+    # is not running) is an error at the call, and nothing runs.
+    link = wftasks.collect.s().set(supervisor=make_supervisor())
+    fine = wftasks.collect.s().set(supervisor=sup)
+    with pytest.raises(SupervisorNotRunningError):
+        wftasks.add.apply_async((1, 2), link=[fine, link], supervisor=sup)
+    left = sup.get_tasks().values()
+    assert [r.name for r in left if r.name in ("wftasks.add", "wftasks.collect")] == []
     assert_alive(sup)
 
 

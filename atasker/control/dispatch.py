@@ -28,13 +28,21 @@ import logging
 import time
 import types
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..aio.cotask import cancel_coroutine, schedule_coroutine
 from ..core import deps, names
-from ..core.constants import TASK_NORMAL, TT_COROUTINE, TT_MP, TT_THREAD
+from ..core.constants import (
+    TASK_NORMAL,
+    TASK_STATUS_CANCELED,
+    TASK_STATUS_STARTED,
+    TT_COROUTINE,
+    TT_MP,
+    TT_THREAD,
+)
 from ..core.errors import SupervisorNotRunningError
+from ..core.links import PENDING
 from ..core.options import DEFAULT_OPTIONS, TaskOptions, options_from_defaults
 from ..core.registry import TaskRegistry
 from ..core.task import TaskInfo
@@ -302,6 +310,12 @@ class TaskDispatch(TaskRelease):
         if tt != TT_THREAD:
             self._prepare(task, pickle_as, options.loop)
         self._registry.add(task)
+        if not plain and (options.link or options.link_error):
+            try:
+                self._make_links(task, options)
+            except BaseException:
+                self._registry.remove(task)
+                raise
         if expires_at is not None and expires_at <= time.time():
             task._expire()  # accepted, and will never run
             return task
@@ -323,13 +337,37 @@ class TaskDispatch(TaskRelease):
                 accepted = self._enqueue(task)
         except BaseException:
             self._registry.remove(task)
+            _cancel_links(task.children)  # (all: it never ran)
             raise
         if not accepted:
             self._registry.remove(task)
+            _cancel_links(task.children)  # (all: it never ran)
             raise SupervisorNotRunningError(f"supervisor {self.id} is stopping")
         if expires_at is not None:
             self._arm_expiry(task, timer, expires_at - time.time())
         return task
+
+    def _make_links(self, task: TaskInfo, options: TaskOptions) -> None:
+        """The records of a task's links, made with it: DELAYED, following
+        it (``link`` runs if it completes, ``link_error`` if it fails).
+
+        Raises:
+            Exception: a link could not be submitted (those made are
+                canceled).
+        """
+        children: list[tuple[str, TaskInfo]] = []
+        try:
+            for kind, links in (
+                ("link", options.link),
+                ("link_error", options.link_error),
+            ):
+                for link in links:
+                    children.append((kind, link._follow_task(task, kind, self)))
+        except BaseException:
+            _cancel_links(child for _, child in children)
+            raise
+        with task._lock:
+            task._extra_locked().children = children
 
     def _prepare(self, task: TaskInfo, pickle_as: Any, loop: Any) -> None:
         """What a task needs before it is queued: a process task's payload
@@ -388,8 +426,15 @@ class TaskDispatch(TaskRelease):
         """Cancel a started task: a process or coroutine task is stopped; a
         thread task is asked to stop (its ``cancel_requested``), and False."""
         replacement = task._replacement()
+        if replacement == PENDING:  # its replacement is not submitted yet
+            return task._finish(
+                TASK_STATUS_CANCELED,
+                only_from=(TASK_STATUS_STARTED,),
+                defer=self._run_user_code,
+                reason=reason,
+            )
         if replacement is not None:  # it ends as its replacement does
-            return replacement.cancel(reason)
+            return bool(replacement.cancel(reason))
         if task.tt == TT_MP:
             # The pool that runs it (set when it started), not the current
             # one: a restart may have made another.
@@ -417,6 +462,12 @@ class TaskDispatch(TaskRelease):
                     task.exception.__traceback__,
                 ),
             )
+
+
+def _cancel_links(children: Iterable[TaskInfo]) -> None:
+    """The links of a task that was not submitted after all never run."""
+    for child in children:
+        child.cancel("link: the task it follows was not submitted")
 
 
 def task_type(target: Callable[..., Any], tt: int) -> int:

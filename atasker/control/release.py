@@ -101,11 +101,22 @@ class TaskRelease:
         workflow gets their results first."""
         extra = task._extra
         if extra is not None and extra.feed is not None:
-            try:
-                self._feed(task)
-            except Exception as exc:  # a result a process task cannot pickle
-                task.set_exception(exc, defer=self._run_user_code)
-                return
+            if task.tt == TT_MP:  # pickling its payload again: user code
+                self._run_user_code(lambda: self._fed(task))
+            else:
+                self._fed(task)
+            return
+        self._release_due(task)
+
+    def _fed(self, task: TaskInfo) -> None:
+        try:
+            self._feed(task)
+        except Exception as exc:  # a result a process task cannot pickle
+            task.set_exception(exc, defer=self._run_user_code)
+            return
+        self._release_due(task)
+
+    def _release_due(self, task: TaskInfo) -> None:
         due = task.eta
         self._release_or_end(task, 0.0 if due is None else max(0.0, due - time.time()))
 
@@ -121,6 +132,8 @@ class TaskRelease:
             task.args = (follow.value(), *task.args)
         if task.tt == TT_MP:
             self._prepare(task, follow.pickle_as, None)
+            if task.done():  # canceled meanwhile: keep nothing it ran
+                task.payload = None
 
     def _task_due(self, task: TaskInfo) -> None:
         """Timer thread: a delayed task is due."""

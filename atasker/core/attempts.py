@@ -102,7 +102,6 @@ class AttemptState:
         "feed",
         "children",
         "replaced_by",
-        "links_pending",
     )
 
     def __init__(self) -> None:
@@ -121,14 +120,11 @@ class AttemptState:
         # When it last went DELAYED -> QUEUED (a queue wait starts there).
         self.queued_at: float | None = None
         # Workflows (links.py): what it followed, what it is fed when its
-        # dependencies complete, what its links made, what runs in its place.
+        # dependencies complete, its links' records, what runs in its place.
         self.parent: Any = None
         self.feed: Any = None
         self.children: list[Any] | None = None
         self.replaced_by: Any = None
-        # While a final task's links are applied: the applying thread's id
-        # (0 until one starts); its waiters wait for them (waiting.py).
-        self.links_pending: int | None = None
 
 
 def cause_of(exception: BaseException) -> BaseException:

@@ -12,48 +12,49 @@ A link is one of the dependency's internal waiters: woken in whichever
 thread finishes it, with no lock held, before any user code. Nothing polls.
 
 A dependant canceled in turn wakes its own dependants: the links of one
-thread are run from a queue, not by recursion, so a long chain of failures
-does not exhaust the stack.
+thread are run from a queue, not by recursion (waiting.Cascading), so a
+long chain of failures does not exhaust the stack.
 
 A task of a chain or a chord follows its dependencies (:class:`Follow`):
 it may be fed their results (prepended to its arguments when the last one
 completes), and a failure cancels it with the workflow's reason, ``"chain:
 <id> failed"`` or ``"chord: <id> failed"``, the id of the task that failed
-first: the rest of a chain gives the same reason along.
+first: the rest of a chain gives the same reason along. A task's links are
+followers made with it: ``link`` runs if it completes, ``link_error`` if it
+fails (fed the record); the one not taken is canceled.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from .attempts import FAILED_STATUSES
 from .constants import (
     TASK_STATUS_CANCELED,
     TASK_STATUS_COMPLETED,
     TASK_STATUS_DELAYED,
 )
 from .task import TaskInfo
-from .waiting import Defer
+from .waiting import Cascading, Defer
 
 logger = logging.getLogger("atasker")
-
-# Links being run in this thread (see the module docstring).
-_cascade = threading.local()
 
 
 class Follow:
     """How a task of a workflow follows the tasks it waits for.
 
     Args:
-        kind: ``"chain"`` or ``"chord"`` (its cancel reasons say which).
+        kind: ``"chain"``, ``"chord"``, ``"link"`` (runs if they complete)
+            or ``"link_error"`` (runs if the one it follows fails); its
+            cancel reasons say which.
         parent: what ``record.parent`` shows (a record, or a GroupResult).
         records: the tasks it waits for, in order.
         feed: ``"one"``: the first record's result is prepended to its
-            arguments; ``"all"``: the list of all results; None: nothing
-            (an immutable signature).
+            arguments; ``"all"``: the list of all results; ``"record"``: the
+            record itself (an error link); None: nothing (an immutable
+            signature).
         pickle_as: what a fed process task's payload names (see dispatch).
     """
 
@@ -77,21 +78,28 @@ class Follow:
         """What the follower is fed (its dependencies have all completed)."""
         if self.feed == "one":
             return self.records[0].result
+        if self.feed == "record":
+            return self.records[0]
         return [record.result for record in self.records]
 
 
 def cancel_reason(kind: str | None, dependency: TaskInfo) -> str:
-    """Why a task is canceled when ``dependency`` did not complete."""
+    """Why a task is canceled when ``dependency`` did not end as it needs."""
     if kind is None:
         return f"dependency failed: {dependency.id}"
+    if kind == "link":
+        return f"link: {dependency.id} did not complete"
+    if kind == "link_error":
+        return f"link_error: {dependency.id} did not fail"
     given = dependency.cancel_reason
     if given is not None and given.startswith(("chain: ", "chord: ")):
         return given  # the task that failed first is named all along
     return f"{kind}: {dependency.id} failed"
 
 
-class DependencyLink:
-    """Tells ``dependant`` that ``dependency`` is final."""
+class DependencyLink(Cascading):
+    """Tells ``dependant`` that ``dependency`` is final (a waiter of the
+    dependency; a cascade: see waiting.Cascading)."""
 
     __slots__ = ("dependant", "dependency", "release", "defer", "kind")
 
@@ -109,24 +117,14 @@ class DependencyLink:
         self.defer = defer
         self.kind = kind
 
-    def set(self) -> None:
-        queue: collections.deque[DependencyLink] | None = getattr(
-            _cascade, "queue", None
-        )
-        if queue is not None:  # an outer link of this thread runs it
-            queue.append(self)
-            return
-        _cascade.queue = queue = collections.deque((self,))
-        try:
-            while queue:
-                queue.popleft()._fire()
-        finally:
-            _cascade.queue = None
-
     def _fire(self) -> None:
         try:
             dependant, dependency = self.dependant, self.dependency
-            if dependency.status != TASK_STATUS_COMPLETED:
+            if self.kind == "link_error":
+                wanted = dependency.status in FAILED_STATUSES
+            else:
+                wanted = dependency.status == TASK_STATUS_COMPLETED
+            if not wanted:
                 # Its user code (callbacks) must not run on the thread that
                 # finished the dependency: it may be one of ours.
                 dependant._finish(

@@ -3,26 +3,24 @@ its links made, and a replacement running in its place.
 
 ::
 
-    record final, with links: its waiters wait on ──> notify (user code)
-        ──> links applied, then the waiters woken (record.children is whole
-        when get(), wait(), await return) ──> hooks:
-        COMPLETED          each link applied with the result first
-        ERROR, EXCEPTION   each link_error applied with the record first
-        each new record ──> record.children (a failed submit: a failed record)
+    submit with link=, link_error= ──> each link a DELAYED record made at
+        once, following the task (deps.Follow) ──> record.children
+    task final ──> COMPLETED: the links run, fed the result; the error
+        links are canceled (not taken) ── failed: the other way round
 
-    attempt raised Replace(sig) ──> sig submitted ──> record stays STARTED,
-        its thread or worker free ──> the replacement is final ──> the record
-        ends the same way (result, exception or cancel), same id
+    attempt raised Replace(sig) ──> record stays STARTED, its thread or
+        worker free ──> sig submitted (off internal threads) ──> the
+        replacement final ──> the record ends the same way (result,
+        exception or cancel), same id
 
 The signatures are the workflow package's; the record only calls their
-``_apply_link`` and ``_apply_replacing``. A mixin of
-:class:`~atasker.core.task.TaskInfo`, over
-:class:`~atasker.core.attempts.TaskAttempts`: what it keeps is in ``_extra``.
+``_apply_replacing``. A mixin of :class:`~atasker.core.task.TaskInfo`, over
+:class:`~atasker.core.attempts.TaskAttempts`: what it keeps is in
+``_extra``.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 from .attempts import FAILED_STATUSES, TaskAttempts, failed_status
@@ -32,11 +30,13 @@ from .constants import (
     TASK_STATUS_STARTED,
 )
 from .errors import Replace
-from .options import TaskOptions
-from .waiting import Defer, wake
+from .waiting import Cascading, Defer
 
 if TYPE_CHECKING:
     from .task import TaskInfo
+
+# A replacement asked for, not submitted yet (replaced_by).
+PENDING = "pending"
 
 
 class TaskLinks(TaskAttempts):
@@ -46,36 +46,29 @@ class TaskLinks(TaskAttempts):
 
     @property
     def parent(self) -> Any:
-        """What this task followed in a chain (a record) or a chord (the
-        header's GroupResult); None otherwise."""
+        """What this task followed in a chain (a record), a chord (the
+        header's GroupResult) or as a link (a record); None otherwise."""
         extra = self._extra
         return None if extra is None else extra.parent
 
     @property
     def children(self) -> tuple[TaskInfo, ...]:
-        """The records its links (``link``, ``link_error``) made, in order."""
+        """The records of its links, in order: all of them while it runs;
+        once it has ended, those its outcome runs (``link`` after success,
+        ``link_error`` after a failure; the others end canceled)."""
         extra = self._extra
-        return () if extra is None or not extra.children else tuple(extra.children)
-
-    def _run_links(self, links: tuple[Any, ...], status: int, result: Any) -> None:
-        """Apply ``links`` (those the outcome calls for: :func:`links_for`)
-        with the result, or this record if it failed; then wake the waiters,
-        which waited for them."""
-        value = result if status == TASK_STATUS_COMPLETED else self
-        with self._lock:
-            extra = self._extra_locked()
-            extra.links_pending = threading.get_ident()
-            extra.children = []
-        try:
-            for link in links:
-                child = link._apply_link(value, self)  # never raises
-                with self._lock:
-                    extra.children.append(child)
-        finally:
-            with self._lock:
-                extra.links_pending = None
-                waiters, self._waiters = self._waiters, None
-            wake(waiters)
+        if extra is None or not extra.children:
+            return ()
+        status = self.status
+        if status == TASK_STATUS_COMPLETED:
+            taken: tuple[str, ...] = ("link",)
+        elif status in FAILED_STATUSES:
+            taken = ("link_error",)
+        elif status == TASK_STATUS_CANCELED:
+            taken = ()
+        else:
+            taken = ("link", "link_error")
+        return tuple(child for kind, child in extra.children if kind in taken)
 
     def _replace(
         self, signal: Replace, defer: Defer | None, attempt: int | None
@@ -88,6 +81,7 @@ class TaskLinks(TaskAttempts):
                 attempt is not None and attempt != extra.attempt
             ):
                 return False
+            extra.replaced_by = PENDING  # a cancel now ends it (dispatch)
         if defer is None:
             self._start_replacement(signal.signature)
         else:  # submitting pickles user values: not on a manager thread
@@ -96,6 +90,8 @@ class TaskLinks(TaskAttempts):
 
     def _start_replacement(self, signature: Any) -> None:
         later = getattr(self._owner, "_run_user_code", None)
+        if self.status != TASK_STATUS_STARTED:
+            return  # canceled while the replacement was pending
         try:
             replacement = signature._apply_replacing(self)
         except Exception as exc:  # it could not even be submitted
@@ -107,29 +103,27 @@ class TaskLinks(TaskAttempts):
             )
             return
         with self._lock:
-            self._extra_locked().replaced_by = replacement
+            ended = self.status != TASK_STATUS_STARTED
+            if not ended:
+                self._extra_locked().replaced_by = replacement
+        if ended:  # canceled while it was being submitted
+            replacement.cancel(self.cancel_reason)
+            return
         waker = _Replaced(self, replacement, later)
         if not replacement._add_waker(waker):
             waker.set()  # already final
 
-    def _replacement(self) -> TaskInfo | None:
-        """The record running in this one's place, if any."""
+    def _replacement(self) -> Any:
+        """The record running in this one's place, PENDING while it is
+        being submitted, or None."""
         extra = self._extra
         return None if extra is None else extra.replaced_by
 
 
-def links_for(options: TaskOptions, status: int) -> tuple[Any, ...]:
-    """The links a task that ended with ``status`` applies."""
-    if status == TASK_STATUS_COMPLETED:
-        return options.link
-    if status in FAILED_STATUSES:
-        return options.link_error
-    return ()
-
-
-class _Replaced:
+class _Replaced(Cascading):
     """Ends a replaced record as its replacement ended (a waiter of the
-    replacement: runs in whichever thread finishes it)."""
+    replacement, run in whichever thread finishes it; a cascade, so that a
+    task replaced a thousand times does not recurse a thousand deep)."""
 
     __slots__ = ("record", "replacement", "defer")
 
@@ -140,24 +134,28 @@ class _Replaced:
         self.replacement = replacement
         self.defer = defer
 
-    def set(self) -> None:
-        done = self.replacement
+    def _fire(self) -> None:
+        done, record = self.replacement, self.record
         started = (TASK_STATUS_STARTED,)
         if done.status == TASK_STATUS_COMPLETED:
-            self.record._finish(
+            record._finish(
                 TASK_STATUS_COMPLETED, done.result, only_from=started, defer=self.defer
             )
         elif done.status == TASK_STATUS_CANCELED:
-            self.record._finish(
+            record._finish(
                 TASK_STATUS_CANCELED,
                 only_from=started,
                 defer=self.defer,
                 reason=done.cancel_reason,
             )
         else:
-            self.record._finish(
+            record._finish(
                 done.status,
                 exception=done.exception,
                 only_from=started,
                 defer=self.defer,
             )
+        with record._lock:  # it ran: a finished record must not keep it
+            extra = record._extra
+            if extra is not None:
+                extra.replaced_by = None

@@ -178,7 +178,7 @@ def _check_links(value: Any, argument: str) -> tuple[Any, ...]:
 
 
 def _is_signature(value: Any) -> bool:
-    return callable(getattr(value, "_apply_link", None))
+    return callable(getattr(value, "_follow_task", None))
 
 
 def _check_loop(value: Any, argument: str) -> Any:
@@ -269,7 +269,7 @@ class TaskOptions:
     supervisor: Any
     _mapping: Mapping[str, Any]
     _extended: frozenset[str] | None  # non-default options beyond 0.7's
-    end_hooks: bool  # on_success, on_error, after_return or a link is set
+    end_hooks: bool  # on_success, on_error or after_return is set
 
     def __init__(self, **options: Any) -> None:
         self._set(DEFAULTS, _checked(options))
@@ -288,8 +288,7 @@ class TaskOptions:
         object.__setattr__(
             self,
             "end_hooks",
-            any(values[hook] is not None for hook in END_HOOKS)
-            or bool(values["link"] or values["link_error"]),
+            any(values[hook] is not None for hook in END_HOOKS),
         )
 
     def replace(self, **changes: Any) -> TaskOptions:

@@ -21,11 +21,10 @@ look-up store, counters), drops what it ran (target, args, kwargs), wakes its
 waiters (threads in ``wait``/``get``, awaiting coroutines, dependants: quick,
 internal, always in the finishing thread), has a failure logged, then runs
 the user code that follows: the hooks of its options (``on_success`` or
-``on_error``, then ``after_return``), its links (links.py), the
-``callback`` option with the result, and the done callbacks with the
-record, in the finishing thread or handed to ``defer``. Every
-``BaseException`` raised by that code is logged and never reaches the
-thread that finished the task.
+``on_error``, then ``after_return``), the ``callback`` option with the
+result, and the done callbacks with the record, in the finishing thread or
+handed to ``defer``. Every ``BaseException`` raised by that code is logged
+and never reaches the thread that finished the task.
 
 What its attempts keep (retries, failures, cancel reasons, reported state)
 and the retry transition are in attempts.py; its place in a workflow
@@ -62,7 +61,7 @@ from .constants import (
     TT_THREAD,
 )
 from .errors import Replace, Retry, format_exception
-from .links import TaskLinks, links_for
+from .links import TaskLinks
 from .options import TaskOptions
 from .waiting import Defer, call_logged, running, wake
 
@@ -132,9 +131,8 @@ class TaskInfo(TaskLinks):
         "_container",
         "_context",
         "_owner",
-        # _options, _extra: TaskAttempts' (TaskLinks has none); _lock,
-        # _waiters, _done_callbacks: TaskWaiting's (a slot named twice would
-        # take its space twice).
+        # _options, _extra: TaskAttempts'; _lock, _waiters, _done_callbacks:
+        # TaskWaiting's (a slot named twice would take its space twice).
     )
 
     def __init__(
@@ -488,19 +486,8 @@ class TaskInfo(TaskLinks):
             # one of the two sees the other (and the record never stays in a
             # container it should have left).
             container = self._container
-            options = self._options
-            links: tuple[Any, ...] = ()
-            if options is not None:
-                if not options.end_hooks:
-                    options = None  # nothing of it to run: nothing to defer
-                else:
-                    links = links_for(options, status)
             waiters = self._waiters
-            if links:  # its waiters wait for them (_settled)
-                self._extra_locked().links_pending = 0
-                waiters = None
-            else:
-                self._waiters = None
+            self._waiters = None
             callbacks = self._done_callbacks
             self._done_callbacks = None
             self._context = None
@@ -530,12 +517,13 @@ class TaskInfo(TaskLinks):
             wake(waiters)
         if exception is not None and owner is not None:
             owner._task_failed(self)
+        options = self._options
+        if options is not None and not options.end_hooks:
+            options = None  # nothing of it to run: nothing to defer
         callback = self.callback if status == TASK_STATUS_COMPLETED else None
         if options is not None or callback is not None or callbacks:
 
             def notify() -> None:
-                if links:
-                    self._run_links(links, status, result)
                 if options is not None:
                     self._end_hooks(options, status, previous, result, exception)
                 if callback is not None:

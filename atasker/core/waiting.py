@@ -14,6 +14,7 @@ waiters, where its transition says (see ``TaskInfo._finish``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -98,7 +99,6 @@ class TaskWaiting:
     __slots__ = ("_lock", "_waiters", "_done_callbacks")
 
     if TYPE_CHECKING:  # TaskInfo's fields
-        _extra: Any  # an AttemptState or None (attempts.py)
         id: str
         name: str | None
         tt: int
@@ -146,7 +146,7 @@ class TaskWaiting:
         Created on first access; already set if the task is final.
         """
         with self._lock:
-            if self._settled():
+            if self.status in FINAL_STATUSES:
                 event = threading.Event()
                 event.set()
                 return event
@@ -175,24 +175,12 @@ class TaskWaiting:
         """Call ``waker.set()`` once the record is final; False (and no call)
         if it already is."""
         with self._lock:
-            if self._settled():
+            if self.status in FINAL_STATUSES:
                 return False
             if self._waiters is None:
                 self._waiters = []
             self._waiters.append(waker)
             return True
-
-    def _settled(self) -> bool:
-        """Final, and its waiters may go: a task with links is settled once
-        they are applied (its ``children`` whole), except for the thread
-        that applies them (a link run eagerly may wait for its parent)."""
-        if self.status not in FINAL_STATUSES:
-            return False
-        extra = self._extra
-        if extra is None:
-            return True
-        applying = extra.links_pending
-        return applying is None or applying == threading.get_ident()
 
     def _remove_waker(self, waker: Waker) -> None:
         """Take back a waker of :meth:`_add_waker` (if still there)."""
@@ -223,12 +211,10 @@ class TaskWaiting:
 
     def _wait(self, timeout: float | None) -> bool:
         """:meth:`wait` with ``timeout`` already checked."""
-        if self.status in FINAL_STATUSES:  # _settled(), inlined: the hot path
-            extra = self._extra
-            if extra is None or extra.links_pending is None or self._settled():
-                return True
+        if self.status in FINAL_STATUSES:
+            return True
         with self._lock:
-            if self._settled():
+            if self.status in FINAL_STATUSES:
                 return True
             event = self._completed_event_locked()
         pool = self._blocking_pool()
@@ -305,7 +291,7 @@ class TaskWaiting:
         Cancelling the awaiting coroutine cancels the task (as
         ``asyncio.wrap_future`` does for a future).
         """
-        if not self._settled():
+        if self.status not in FINAL_STATUSES:
             loop = asyncio.get_running_loop()
             future: asyncio.Future[None] = loop.create_future()
             # A waiter, not a done callback: woken at once, never queued
@@ -318,6 +304,34 @@ class TaskWaiting:
                 self.cancel()
                 raise
         return self._outcome()
+
+
+# Cascading wakers being run in this thread (see Cascading).
+_cascade = threading.local()
+
+
+class Cascading:
+    """A waker whose work may finish another record, waking more of these:
+    one thread runs them from a queue, not by recursion, so a long line of
+    them (a chain of failures, a task replaced a thousand times) does not
+    exhaust the stack."""
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        queue: collections.deque[Cascading] | None = getattr(_cascade, "queue", None)
+        if queue is not None:  # an outer one of this thread runs it
+            queue.append(self)
+            return
+        _cascade.queue = queue = collections.deque((self,))
+        try:
+            while queue:
+                queue.popleft()._fire()
+        finally:
+            _cascade.queue = None
+
+    def _fire(self) -> None:
+        raise NotImplementedError
 
 
 def wake(waiters: list[Waiter] | None) -> None:

@@ -8,9 +8,9 @@
         wait the retry delay here, attempt again ──> final record returned
 
 Time limits, ``delay``/``eta``, ``expires`` and ``depends_on`` do not apply:
-the caller waits for the task by calling it. Links of an eagerly applied
-task are applied eagerly too. Nothing here raises what the task raised: it
-is on the record (``record.get()`` raises it).
+the caller waits for the task by calling it. The links its outcome calls
+for are applied eagerly too, once it has ended. Nothing here raises what
+the task raised: it is on the record (``record.get()`` raises it).
 """
 
 from __future__ import annotations
@@ -18,17 +18,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Callable
 
 from ..core.attempts import failed_status
-from ..core.constants import TASK_NORMAL, TASK_STATUS_DELAYED, TT_THREAD
+from ..core.constants import (
+    TASK_NORMAL,
+    TASK_STATUS_COMPLETED,
+    TASK_STATUS_DELAYED,
+    TT_THREAD,
+)
 from ..core.options import TaskOptions
 from ..core.task import TaskInfo
 from ..core.waiting import running
 from ..pools.threadattempt import run_attempt
+
+logger = logging.getLogger("atasker")
 
 
 class EagerOwner:
@@ -91,7 +99,29 @@ def apply(
             record.set_queued()
     finally:
         running.task = outer
+    _apply_links(record, options)
     return record
+
+
+def _apply_links(record: TaskInfo, options: TaskOptions) -> None:
+    """Apply, eagerly, the links the outcome calls for: ``link`` with the
+    result, ``link_error`` with the record. One that cannot even start is
+    logged and gets a failed record."""
+    if record.status == TASK_STATUS_COMPLETED:
+        kind, links, value = "link", options.link, record.result
+    elif record.failed():
+        kind, links, value = "link_error", options.link_error, record
+    else:
+        return
+    children = []
+    for link in links:
+        try:
+            children.append((kind, link.apply((value,))))
+        except Exception as exc:
+            logger.exception("link %r of task %s could not run", link, record.id)
+            children.append((kind, failed_record(link.name, exc)))
+    with record._lock:
+        record._extra_locked().children = children
 
 
 def failed_record(name: str | None, exception: BaseException) -> TaskInfo:

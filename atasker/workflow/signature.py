@@ -17,7 +17,6 @@ the workflow's reason. Nothing waits in a thread meanwhile.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +25,11 @@ from ..core.deps import Follow
 from ..core.errors import safe_repr
 from ..core.task import TaskInfo
 from ..core.validation import check_args, check_kwargs
-from . import eager
 from .jsonvalues import check_json, expect
 from .results import GroupResult
 
 if TYPE_CHECKING:
     from ..taskfunction import TaskFunction
-
-logger = logging.getLogger("atasker")
 
 # Options that hold signatures: JSON carries them as nested signatures.
 LINK_OPTIONS = ("link", "link_error")
@@ -165,7 +161,10 @@ class Signature:
             TypeError, ValueError: a bad argument or option (named).
             SupervisorNotRunningError: the supervisor is not started.
         """
-        return self._submit(check_args(args), check_kwargs(kwargs), options)
+        task_id = options.pop("task_id", None)
+        return self._submit(
+            check_args(args), check_kwargs(kwargs), options, task_id=task_id
+        )
 
     def delay(self, *args: Any, **kwargs: Any) -> TaskInfo:
         """``apply_async(args, kwargs)``."""
@@ -177,11 +176,13 @@ class Signature:
         kwargs: dict[str, Any],
         options: Mapping[str, Any],
         follow: Follow | None = None,
+        task_id: str | None = None,
     ) -> TaskInfo:
         record: TaskInfo = self.task._apply(
             self._args(args),
             {**self.kwargs, **kwargs},
             {**self.options, **options},
+            task_id=task_id,
             follow=follow,
         )
         return record
@@ -208,19 +209,12 @@ class Signature:
     def __or__(self, other: Any) -> chain:
         return chain(self, other)
 
-    # Called by a record (core/links.py): never raise into it.
-
-    def _apply_link(self, value: Any, parent: TaskInfo) -> TaskInfo:
-        """Apply as a link of ``parent``, with ``value`` first; the record,
-        a failed one if it could not be submitted (logged)."""
-        try:
-            owner = parent._owner
-            if getattr(owner, "eager", False):
-                return self.apply((value,))
-            return self._submit((value,), {}, self._on(owner))
-        except Exception as exc:
-            logger.exception("link %r of task %s could not be applied", self, parent.id)
-            return eager.failed_record(self.name, exc)
+    def _follow_task(self, parent: TaskInfo, kind: str, supervisor: Any) -> TaskInfo:
+        """Submit as a link of ``parent`` (``kind``: ``"link"`` or
+        ``"link_error"``): a record that follows it (dispatch)."""
+        fed = "record" if kind == "link_error" else "one"
+        follow = Follow(kind, parent, (parent,), None if self.immutable else fed)
+        return self._submit((), {}, self._on(supervisor), follow)
 
     def _apply_replacing(self, record: TaskInfo) -> TaskInfo:
         """Run in ``record``'s place (``replace``): the new record.
@@ -428,14 +422,26 @@ class chain:
         """Queue the whole chain now (``args`` go to the first task;
         ``options`` to every task, but ``link`` and ``link_error`` to the
         last); the last task's record."""
-        links = {key: options.pop(key) for key in LINK_OPTIONS if key in options}
+        # The chain's own: the last task's (celery's).
+        own = {
+            key: options.pop(key)
+            for key in (*LINK_OPTIONS, "task_id")
+            if key in options
+        }
         first, *rest = self.tasks
         if not rest:
-            return first.apply_async(args, kwargs, **options, **links)
-        last = first.apply_async(args, kwargs, **options)
-        for task in rest[:-1]:
-            last = _follow(task, last, options)
-        return _follow(rest[-1], last, {**options, **links})
+            return first.apply_async(args, kwargs, **options, **own)
+        made: list[Any] = []
+        try:
+            made.append(first.apply_async(args, kwargs, **options))
+            for task in rest[:-1]:
+                made.append(_follow(task, made[-1], options))
+            return _follow(rest[-1], made[-1], {**options, **own})
+        except BaseException:
+            # All or nothing: what was queued does not run orphaned.
+            for part in made:
+                part.cancel("chain: a later task could not be submitted")
+            raise
 
     def apply(self, **options: Any) -> Any:
         """Run the chain here, in turn (eager); the last record."""
@@ -462,6 +468,10 @@ class chord(chain):
     (``"chord: <id> failed"``)."""
 
     def __init__(self, header: Any, body: Signature) -> None:
+        if not isinstance(header, (group, Iterable)):
+            raise TypeError(
+                f"a chord's header must be a group or signatures; got {header!r}"
+            )
         self.header = header if isinstance(header, group) else group(header)
         if not isinstance(body, Signature):
             raise TypeError(f"a chord's body must be a signature; got {body!r}")
@@ -477,14 +487,16 @@ _PARTS = (Signature, group, chain)
 
 def _follow(task: Any, before: Any, options: Mapping[str, Any]) -> Any:
     """Queue ``task`` to follow ``before`` (a record or a GroupResult)."""
+    options = dict(options)
+    task_id = options.pop("task_id", None)
     if isinstance(task, group):
         return task._follow(before, options)
     if isinstance(before, GroupResult):
         if not before.tasks:  # nothing to wait for: the empty list now
-            return task._submit(([],), {}, options)
+            return task._submit(([],), {}, options, task_id=task_id)
         follow = Follow(
             "chord", before, before.tasks, None if task.immutable else "all"
         )
     else:
         follow = Follow("chain", before, (before,), None if task.immutable else "one")
-    return task._submit((), {}, options, follow)
+    return task._submit((), {}, options, follow, task_id)
