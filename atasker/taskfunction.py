@@ -61,12 +61,14 @@ class TaskFunction:
         self._function = function
         self.name: str = options.name or default_name(function)
         """The name of its tasks (default: ``module.qualname``)."""
-        if options.name is None:
+        named = options.name is not None
+        if not named:
             options = options.replace(name=self.name)
         self._options = options
         self._routing = _routing(function, options)
         self._by_reference = False  # known to pickle by reference
-        names.register(self.name, self)
+        if named or "<lambda>" not in self.name:
+            names.register(self.name, self)  # a lambda has no name to find
 
     def __repr__(self) -> str:
         return f"<TaskFunction {self.name}>"
@@ -225,7 +227,7 @@ class TaskFunction:
         """A task per ``n`` items; ``get()`` is a list of per-chunk lists
         (celery's ``chunks``). With ``star=True`` each item is a tuple of
         arguments (celery's form: ``add.chunks(zip(a, b), 10, star=True)``)."""
-        return map_chunks(self, iterable, n, buffersize, star, False, options)
+        return map_chunks(self, iterable, n, buffersize, star, False, options, "n")
 
     def apply(
         self,

@@ -44,15 +44,17 @@ def map_chunks(
     star: bool,
     flat: bool,
     options: dict[str, Any],
+    size_name: str = "chunksize",
 ) -> MapResult:
     """Start a map of ``task_function`` over ``iterable``; its MapResult.
 
     Raises:
-        TypeError, ValueError: a bad argument or option (named).
+        TypeError, ValueError: a bad argument or option (named: the chunk
+            size as ``size_name``).
     """
-    size = check_count(chunksize, "chunksize")
+    size = check_count(chunksize, size_name)
     if size < 1:
-        raise ValueError(f"chunksize must be at least 1; got {chunksize!r}")
+        raise ValueError(f"{size_name} must be at least 1; got {chunksize!r}")
     if not isinstance(iterable, Iterable):
         raise TypeError(f"iterable must be iterable; got {iterable!r}")
     merged = task_function._options.replace(**options)

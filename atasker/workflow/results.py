@@ -18,6 +18,7 @@ moves the map on, and the waiters of ``get`` wait on one Event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
@@ -214,30 +215,39 @@ class MapResult:
             if self._pumping:  # that thread sees the room this call would
                 return
             self._pumping = True
+        try:
+            self._pump_chunks()
+        finally:
+            with self._lock:
+                if self._pumping:  # an exception ended it: it reads no more
+                    self._pumping = False
+                    self._exhausted = True
+        self._check_finished()
+
+    def _pump_chunks(self) -> None:
         while True:
             with self._lock:
-                if (
-                    self._canceled
-                    or self._exhausted
-                    or len(self._in_flight) >= self._buffersize
-                ):
-                    chunk = None
-                else:
-                    chunk = self._next_chunk()
-                if chunk is None:
+                full = len(self._in_flight) >= self._buffersize
+                if self._canceled or self._exhausted or full:
                     # Under the same lock as the check: a chunk that ends
                     # after this pumps itself.
                     self._pumping = False
-                    break
+                    return
                 index = len(self._values)
-                self._values.append(None)
+                self._values.append(None)  # its slot, kept in order
+            chunk = self._next_chunk()  # the user's iterable: no lock held
+            if chunk is None:
+                with self._lock:
+                    self._values.pop()  # the pumping thread alone appends
+                continue
             try:
                 record = self._submit(chunk)
-            except Exception as exc:  # refused: its items fail, the rest go on
+            except Exception as exc:  # refused (a stop): read no more
                 with self._lock:
                     self._values[index] = _Failed(exc, len(chunk))
-                if index == 0 and not self._in_flight:
-                    self._stop_pumping()
+                    self._exhausted = True
+                    self._error = self._error or exc
+                if index == 0:
                     raise  # the first submit: the caller learns at once
                 continue
             with self._lock:
@@ -245,22 +255,19 @@ class MapResult:
             record.add_done_callback(
                 functools.partial(self._chunk_done, index, len(chunk))
             )
-        self._check_finished()
-
-    def _stop_pumping(self) -> None:
-        with self._lock:
-            self._pumping = False
-            self._exhausted = True
 
     def _next_chunk(self) -> list[Any] | None:
-        """The next chunk (under the lock), or None at the end."""
+        """The next chunk, or None at the end (or if the iterable failed:
+        ``get()`` raises what it raised)."""
         try:
             return next(self._chunks)
         except StopIteration:
+            error = None
+        except BaseException as exc:  # not ours to let through a callback
+            error = exc
+        with self._lock:
             self._exhausted = True
-        except Exception as exc:  # the iterable failed: get() raises it
-            self._exhausted = True
-            self._error = exc
+            self._error = self._error or error
         return None
 
     def _chunk_done(self, index: int, size: int, record: Any) -> None:
@@ -380,7 +387,8 @@ class MapResult:
             future: asyncio.Future[None] = loop.create_future()
 
             def wake() -> None:
-                loop.call_soon_threadsafe(_resolve, future)
+                with contextlib.suppress(RuntimeError):  # its loop closed
+                    loop.call_soon_threadsafe(_resolve, future)
 
             with self._lock:
                 finished = self._finished.is_set()
