@@ -14,7 +14,7 @@ import threading
 
 import mptasks
 
-from atasker import TT_MP, TaskError, background_task
+from atasker import TT_MP, TaskError, background_task, current_context
 
 # --- test_workflow_canvas.py ---
 
@@ -188,3 +188,36 @@ def map_task_id(x):
     from atasker import current_context
 
     return current_context().id, x
+
+
+# --- test_workflow_faults.py: regression tests of the workflow review ---
+
+PARENT_PID = os.getpid()
+PICKLED_ON: list[str] = []
+
+
+class Traced:
+    """Records which thread of the parent pickles it."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        if os.getpid() == PARENT_PID:
+            PICKLED_ON.append(threading.current_thread().name)
+        return (Traced, (self.value,))
+
+
+@background_task(tt=TT_MP)
+def f_add(x, y=0):
+    return x + y
+
+
+@background_task(tt=TT_MP)
+def f_pair(x, traced):
+    return x + traced.value
+
+
+@background_task(tt=TT_MP)
+def f_replacer(x):
+    current_context().replace(f_add.s(x, 1))
