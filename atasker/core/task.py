@@ -63,7 +63,7 @@ from .constants import (
 from .errors import Replace, Retry, format_exception
 from .links import TaskLinks
 from .options import TaskOptions
-from .waiting import Defer, call_logged, running, wake
+from .waiting import Defer, StartedEvent, call_logged, running
 
 logger = logging.getLogger("atasker")
 
@@ -514,7 +514,9 @@ class TaskInfo(TaskLinks):
         if coroutine_args:
             _close_coroutines(coroutine_args)
         if waiters is not None:
-            wake(waiters)
+            for waiter in waiters:
+                if type(waiter) is not StartedEvent:  # a canceled task never started
+                    waiter.set()
         if exception is not None and owner is not None:
             owner._task_failed(self)
         options = self._options

@@ -334,14 +334,6 @@ class Cascading:
         raise NotImplementedError
 
 
-def wake(waiters: list[Waiter] | None) -> None:
-    """Wake a final record's waiters (not its ``started`` event: a task
-    canceled before it ran never started)."""
-    for waiter in waiters or ():
-        if type(waiter) is not StartedEvent:
-            waiter.set()
-
-
 def call_logged(what: str, fn: Callable[..., Any], task: Any, *args: Any) -> None:
     """Call user code ``fn(task, *args)``; log whatever it raises, naming
     ``what`` it is (``SystemExit`` must not end a thread of ours)."""
