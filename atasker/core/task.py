@@ -103,7 +103,8 @@ class TaskInfo(TaskLinks):
     Attributes (atasker 0.7's): ``id, tt, priority, status, result,
     time_queued, time_started, callback, delay, args, kwargs, target``; and
     ``name, time_completed, exception, traceback`` (the traceback as text),
-    ``retries, attempts, cancel_reason, state, meta, eta, expires``.
+    ``retries, attempts, cancel_reason, state, meta, eta, expires``;
+    ``parent, children`` (workflows).
     Times are ``time.time()`` values. Read them freely; only the record's own
     methods change them.
     """
