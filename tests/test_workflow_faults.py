@@ -232,3 +232,26 @@ def test_the_links_not_taken_end_canceled(sup) -> None:
     assert child.parent is record
     assert child.status == TASK_STATUS_COMPLETED
     assert child.tt == TT_MP
+
+
+def test_a_replacement_a_stop_came_before_ends_canceled(make_supervisor) -> None:
+    sup = started(make_supervisor, threads=2, processes=1)
+    gate, in_hook = threading.Event(), threading.Event()
+
+    def busy(*args):
+        in_hook.set()
+        gate.wait(WAIT)
+
+    try:
+        wftasks.f_add.apply_async((1, 2), supervisor=sup, on_success=busy)
+        assert in_hook.wait(WAIT)  # the callbacks thread runs user code
+        record = wftasks.f_replacer.apply_async((10,), supervisor=sup)
+        wftasks.f_add.apply_async((0, 0), supervisor=sup).get(WAIT)
+        # The stop begins before this returns (it cannot end: the callbacks
+        # thread is busy), so the replacement finds the supervisor stopping.
+        sup.stop(wait=0)
+    finally:
+        gate.set()
+    assert record.wait(WAIT)
+    assert record.status == TASK_STATUS_CANCELED
+    assert record.cancel_reason == "stopped"

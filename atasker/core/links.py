@@ -29,7 +29,7 @@ from .constants import (
     TASK_STATUS_COMPLETED,
     TASK_STATUS_STARTED,
 )
-from .errors import Replace
+from .errors import Replace, SupervisorNotRunningError
 from .waiting import Cascading, Defer
 
 if TYPE_CHECKING:
@@ -94,6 +94,14 @@ class TaskLinks(TaskAttempts):
             return  # canceled while the replacement was pending
         try:
             replacement = signature._apply_replacing(self)
+        except SupervisorNotRunningError:  # a stop came first: as its tasks
+            self._finish(
+                TASK_STATUS_CANCELED,
+                only_from=(TASK_STATUS_STARTED,),
+                defer=later,
+                reason="stopped",
+            )
+            return
         except Exception as exc:  # it could not even be submitted
             self._finish(
                 failed_status(exc),
