@@ -33,7 +33,6 @@ import os
 import pickle
 import threading
 import time
-from multiprocessing.connection import wait
 
 from ..core.errors import ProcessPoolBrokenError, ProcessPoolStartError
 from ..core.task import TaskInfo
@@ -64,6 +63,7 @@ from .mproster import (
     loss_error,
     start_error,
 )
+from .mpselect import KeptSelector
 from .mpthreads import UserCodeThread
 from .pool import AdmittingPool, Deadline, remaining
 
@@ -107,6 +107,7 @@ class ProcessPool(AdmittingPool):
         self._wakeup_pending = False
         self._broken: ProcessPoolBrokenError | None = None
         self._break_cause: BaseException | None = None
+        self._selector = KeptSelector()
         self._wakeup_r, self._wakeup_w = os.pipe()
         keep_from_children(self._wakeup_r, self._wakeup_w)
         self._callbacks = UserCodeThread(f"{name_prefix}callbacks")
@@ -240,7 +241,7 @@ class ProcessPool(AdmittingPool):
                 self._lose(worker, None)
         workers, retiring, objects, due = roster.wait_set()
         timeout = None if due is None else max(0.0, due - time.monotonic())
-        ready = set(wait([self._wakeup_r, *objects], timeout))
+        ready = set(self._selector.wait((self._wakeup_r, *objects), timeout))
         if self._wakeup_r in ready:
             os.read(self._wakeup_r, 4096)
         roster.reap(retiring, ready)
@@ -458,6 +459,7 @@ class ProcessPool(AdmittingPool):
         left = None if left is None else max(0.0, left)
         self._decoder.close(left)
         self._callbacks.close(left)
+        self._selector.close()
         release_fd(self._wakeup_r)
         release_fd(self._wakeup_w)
         forget_pool(self)
@@ -480,4 +482,5 @@ class ProcessPool(AdmittingPool):
         self._ended = self._forked = True
         self._callbacks = UserCodeThread(f"{self._name_prefix}callbacks")
         self._decoder = UserCodeThread(f"{self._name_prefix}decoder")
+        self._selector = KeptSelector()  # the parent's, forgotten
         self._wakeup_r = self._wakeup_w = -1
