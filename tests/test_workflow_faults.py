@@ -255,3 +255,32 @@ def test_a_replacement_a_stop_came_before_ends_canceled(make_supervisor) -> None
     assert record.wait(WAIT)
     assert record.status == TASK_STATUS_CANCELED
     assert record.cancel_reason == "stopped"
+
+
+def test_a_map_pumped_by_two_threads_in_turn_loses_no_item(sup, monkeypatch) -> None:
+    # The caller's pump has just handed over (its chunk is in flight) when
+    # the chunk's end makes a pool thread the pump: the caller must not
+    # take that thread's pumping for its own and end the map early.
+    reading = threading.Event()  # the pool thread reads item 1
+    go_on = threading.Event()
+    caller = threading.current_thread()
+    original = MapResult._pump_chunks
+
+    def pump_chunks(self):
+        original(self)
+        if threading.current_thread() is caller and not reading.is_set():
+            assert reading.wait(WAIT)  # the other thread pumps now
+
+    monkeypatch.setattr(MapResult, "_pump_chunks", pump_chunks)
+
+    def items():
+        yield 0
+        if threading.current_thread() is not caller:
+            reading.set()
+            assert go_on.wait(WAIT)
+        yield from range(1, 5)
+
+    mapped = wftasks.f_add.map(items(), buffersize=1, supervisor=sup)
+    go_on.set()
+    assert mapped.get(WAIT) == [0, 1, 2, 3, 4]
+    alive(sup)

@@ -217,11 +217,13 @@ class MapResult:
             self._pumping = True
         try:
             self._pump_chunks()
-        finally:
+        except BaseException:
+            # It reads no more. (Not in a finally: once _pump_chunks has
+            # returned, another thread may be pumping.)
             with self._lock:
-                if self._pumping:  # an exception ended it: it reads no more
-                    self._pumping = False
-                    self._exhausted = True
+                self._pumping = False
+                self._exhausted = True
+            raise
         self._check_finished()
 
     def _pump_chunks(self) -> None:
