@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any, Callable, overload
 
 from .core.constants import TT_MP, TT_THREAD
-from .core.errors import WaitTimeoutError
 from .core.options import TaskOptions
 from .core.task import TaskInfo
 from .core.validation import check_timeout
+from .core.waiting import wait_all
 from .pools.mpcodec import accepts_task_id
 from .supervisor import TaskSupervisor, task_supervisor
 from .taskfunction import TaskFunction, default_name
@@ -117,14 +116,7 @@ def wait_completed(
     for record in records:
         if not isinstance(record, TaskInfo):
             raise TypeError(f"tasks must hold TaskInfo records; got {record!r}")
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for record in records:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not record.wait(remaining):
-            raise WaitTimeoutError(
-                f"{sum(not r.done() for r in records)} of {len(records)} tasks "
-                f"not completed within {timeout} s"
-            )
+    wait_all(records, timeout, "tasks")
     return [record.get() for record in records]
 
 

@@ -19,7 +19,8 @@ import contextlib
 import logging
 import math
 import threading
-from collections.abc import Generator
+import time
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
 
 from .constants import (
@@ -62,8 +63,9 @@ class StartedEvent(threading.Event):
     task starts, not when it ends."""
 
 
-class _LoopWaker:
-    """Wakes a coroutine awaiting a record, from whichever thread finishes it."""
+class LoopWaker:
+    """Wakes a coroutine awaiting a record (or a map), from whichever thread
+    finishes it."""
 
     __slots__ = ("loop", "future")
 
@@ -79,7 +81,7 @@ class _LoopWaker:
             self.loop.call_soon_threadsafe(_resolve, self.future)
 
 
-Waiter = Union[threading.Event, _LoopWaker, Waker]
+Waiter = Union[threading.Event, LoopWaker, Waker]
 
 # The record running in the current thread, for mark_task_completed() and
 # current_context(); and, in a pool thread, the pool (``pool``) that lends a
@@ -109,6 +111,8 @@ class TaskWaiting:
         _owner: Any
 
         def cancel(self, reason: str | None = None) -> bool: ...
+
+        def done(self) -> bool: ...
 
     # Set by TaskInfo.__init__ (inline: a record is made per task).
     _lock: threading.Lock
@@ -296,7 +300,7 @@ class TaskWaiting:
             future: asyncio.Future[None] = loop.create_future()
             # A waiter, not a done callback: woken at once, never queued
             # behind user callbacks.
-            if not self._add_waker(_LoopWaker(loop, future)):
+            if not self._add_waker(LoopWaker(loop, future)):
                 future.set_result(None)
             try:
                 yield from future.__await__()
@@ -304,6 +308,23 @@ class TaskWaiting:
                 self.cancel()
                 raise
         return self._outcome()
+
+
+def wait_all(records: Sequence[TaskWaiting], timeout: float | None, what: str) -> None:
+    """Wait until every record is final, ``timeout`` seconds at most for all.
+
+    Raises:
+        WaitTimeoutError: not all are final in time (``what`` they are is
+            named in the message).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for record in records:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not record.wait(remaining):
+            raise WaitTimeoutError(
+                f"{sum(not r.done() for r in records)} of {len(records)} "
+                f"{what} not completed within {timeout} s"
+            )
 
 
 # Cascading wakers being run in this thread (see Cascading).

@@ -18,10 +18,8 @@ moves the map on, and the waiters of ``get`` wait on one Event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import threading
-import time
 import uuid
 from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Callable
@@ -30,6 +28,7 @@ from ..core.constants import TASK_STATUS_CANCELED, TASK_STATUS_COMPLETED
 from ..core.errors import TaskCancelledError, WaitTimeoutError
 from ..core.task import TaskInfo
 from ..core.validation import check_timeout
+from ..core.waiting import LoopWaker, wait_all
 
 
 def outcome(record: TaskInfo) -> Any:
@@ -42,23 +41,6 @@ def outcome(record: TaskInfo) -> Any:
             f"task {record.id} ({record.name}) was canceled: {record.cancel_reason}"
         )
     return record.exception
-
-
-def wait_all(records: Iterable[TaskInfo], timeout: float | None, what: str) -> None:
-    """Wait until every record is final.
-
-    Raises:
-        WaitTimeoutError: ``timeout`` passed first.
-    """
-    records = list(records)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for record in records:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not record.wait(remaining):
-            raise WaitTimeoutError(
-                f"{sum(not r.done() for r in records)} of {len(records)} tasks "
-                f"of {what} not completed within {timeout} s"
-            )
 
 
 class GroupResult:
@@ -129,7 +111,8 @@ class GroupResult:
             WaitTimeoutError: not all final within ``timeout``.
             BaseException: the first failure, with ``propagate``.
         """
-        wait_all(self.tasks, check_timeout(timeout, "timeout"), f"group {self.id}")
+        timeout = check_timeout(timeout, "timeout")
+        wait_all(self.tasks, timeout, f"tasks of group {self.id}")
         if propagate:
             return [record.get() for record in self.tasks]
         return [outcome(record) for record in self.tasks]
@@ -191,7 +174,7 @@ class MapResult:
         self._canceled = False
         self._pumping = False
         self._finished = threading.Event()
-        self._wakers: list[Callable[[], None]] = []
+        self._wakers: list[LoopWaker] = []  # of coroutines awaiting it
         self._pump()
 
     def __repr__(self) -> str:
@@ -291,8 +274,8 @@ class MapResult:
                 return
             self._finished.set()
             wakers, self._wakers = self._wakers, []
-        for wake in wakers:
-            wake()
+        for waker in wakers:
+            waker.set()
 
     # ------------------------------------------------------------------
     # Queries
@@ -388,14 +371,10 @@ class MapResult:
             loop = asyncio.get_running_loop()
             future: asyncio.Future[None] = loop.create_future()
 
-            def wake() -> None:
-                with contextlib.suppress(RuntimeError):  # its loop closed
-                    loop.call_soon_threadsafe(_resolve, future)
-
             with self._lock:
                 finished = self._finished.is_set()
                 if not finished:
-                    self._wakers.append(wake)
+                    self._wakers.append(LoopWaker(loop, future))
             if finished:
                 future.set_result(None)
             try:
@@ -404,8 +383,3 @@ class MapResult:
                 self.cancel()
                 raise
         return self._collect(True)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
