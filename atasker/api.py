@@ -6,13 +6,14 @@ from collections.abc import Iterable
 from typing import Any, Callable, overload
 
 from .core.constants import TT_MP, TT_THREAD
+from .core.names import default_name
 from .core.options import TaskOptions
 from .core.task import TaskInfo
 from .core.validation import check_timeout
 from .core.waiting import wait_all
 from .pools.mpcodec import accepts_task_id
 from .supervisor import TaskSupervisor, task_supervisor
-from .taskfunction import TaskFunction, default_name
+from .taskfunction import TaskFunction
 
 
 @overload

@@ -33,6 +33,7 @@ from .control.dispatch import task_type
 from .core import names
 from .core.constants import TT_MP
 from .core.deps import Follow
+from .core.names import default_name
 from .core.options import TaskOptions
 from .core.task import TaskInfo
 from .core.validation import check_args, check_callable, check_kwargs
@@ -333,10 +334,3 @@ def _routing(function: Callable[..., Any], options: TaskOptions) -> Routing:
     tt = task_type(function, options.tt)
     pass_task_id = tt == TT_MP and accepts_task_id(function)
     return tt, options.is_plain(tt), pass_task_id
-
-
-def default_name(target: Callable[..., Any]) -> str:
-    """``module.qualname`` of ``target``."""
-    module = getattr(target, "__module__", None)
-    qualname = getattr(target, "__qualname__", None) or repr(target)
-    return f"{module}.{qualname}" if module else qualname

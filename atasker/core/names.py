@@ -13,7 +13,7 @@ the entry; another function under a taken name is an error.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from .errors import UnknownTaskError
 
@@ -21,11 +21,11 @@ _lock = threading.Lock()
 _tasks: dict[str, Any] = {}
 
 
-def function_path(task_function: Any) -> str:
-    """``module.qualname`` of the function a task function wraps."""
-    function = task_function.run
-    module = getattr(function, "__module__", None)
-    qualname = getattr(function, "__qualname__", None) or repr(function)
+def default_name(target: Callable[..., Any]) -> str:
+    """``module.qualname`` of ``target``: a task's default name, and what
+    tells one function from another here."""
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None) or repr(target)
     return f"{module}.{qualname}" if module else qualname
 
 
@@ -35,11 +35,11 @@ def register(name: str, task_function: Any) -> None:
     Raises:
         ValueError: another function is registered under ``name``.
     """
-    path = function_path(task_function)
+    path = default_name(task_function.run)
     with _lock:
         known = _tasks.get(name)
         if known is not None and known is not task_function:
-            known_path = function_path(known)
+            known_path = default_name(known.run)
             if known_path != path:
                 raise ValueError(
                     f"task name {name!r} is taken by {known_path}: it cannot "
