@@ -18,6 +18,7 @@ from ..core.constants import TT_COROUTINE, TT_MP
 from ..core.context import current_context
 from ..core.task import TaskInfo
 from ..core.validation import check_count
+from ..supervisor import task_supervisor
 from .results import MapResult
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def map_chunks(
     if not isinstance(iterable, Iterable):
         raise TypeError(f"iterable must be iterable; got {iterable!r}")
     merged = task_function._options.replace(**options)
-    supervisor = merged.supervisor or _default_supervisor()
+    supervisor = merged.supervisor or task_supervisor
     tt = task_function._task_type(merged)
     if buffersize is None:
         buffer = max(8, 4 * _workers(supervisor, tt))
@@ -121,8 +122,3 @@ def _workers(supervisor: Any, tt: int) -> int:
         size = getattr(getattr(supervisor, "_pool", None), "max_size", None) or 0
     return size if isinstance(size, int) and size > 0 else 8
 
-
-def _default_supervisor() -> Any:
-    from ..supervisor import task_supervisor
-
-    return task_supervisor

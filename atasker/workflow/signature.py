@@ -344,7 +344,26 @@ def _signatures(tasks: tuple[Any, ...], what: str) -> list[Any]:
     return list(tasks)
 
 
-class group:
+class _Parts:
+    """What a group and a chain share: their parts (``tasks``), compared in
+    order; ``|`` chains them on."""
+
+    tasks: list[Any]
+    __hash__ = None  # type: ignore[assignment]  # mutable, as celery's
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.tasks == other.tasks
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __or__(self, other: Any) -> chain:
+        return chain(self, other)
+
+
+class group(_Parts):
     """Signatures run at once; ``apply_async`` returns a GroupResult."""
 
     def __init__(self, *tasks: Any) -> None:
@@ -355,19 +374,6 @@ class group:
 
     def __repr__(self) -> str:
         return f"group({', '.join(map(repr, self.tasks))})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, group):
-            return NotImplemented
-        return self.tasks == other.tasks
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    def __or__(self, other: Any) -> chain:
-        return chain(self, other)
 
     def apply_async(
         self,
@@ -387,7 +393,7 @@ class group:
         return GroupResult(_follow(task, before, options) for task in self.tasks)
 
 
-class chain:
+class chain(_Parts):
     """Signatures run one after another, each result prepended to the next's
     arguments; ``apply_async`` returns the last task's record (a
     GroupResult if the chain ends with a group)."""
@@ -402,16 +408,6 @@ class chain:
 
     def __repr__(self) -> str:
         return " | ".join(map(repr, self.tasks))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, chain):
-            return NotImplemented
-        return self.tasks == other.tasks
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __or__(self, other: Any) -> chain:
-        return chain(self, other)
 
     def apply_async(
         self,
