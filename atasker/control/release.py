@@ -125,10 +125,11 @@ class TaskRelease:
         process task's payload is pickled again, with them)."""
         with task._lock:
             extra = task._extra
-            follow = None if extra is None else extra.feed
-            if follow is None or task.status != TASK_STATUS_DELAYED:
+            if extra is None or extra.feed is None:
                 return
-            extra.feed = None  # type: ignore[union-attr]
+            if task.status != TASK_STATUS_DELAYED:
+                return
+            follow, extra.feed = extra.feed, None
             task.args = (follow.value(), *task.args)
         if task.tt == TT_MP:
             self._prepare(task, follow.pickle_as, None)

@@ -144,25 +144,16 @@ class _Replaced(Cascading):
 
     def _fire(self) -> None:
         done, record = self.replacement, self.record
-        started = (TASK_STATUS_STARTED,)
-        if done.status == TASK_STATUS_COMPLETED:
-            record._finish(
-                TASK_STATUS_COMPLETED, done.result, only_from=started, defer=self.defer
-            )
-        elif done.status == TASK_STATUS_CANCELED:
-            record._finish(
-                TASK_STATUS_CANCELED,
-                only_from=started,
-                defer=self.defer,
-                reason=done.cancel_reason,
-            )
-        else:
-            record._finish(
-                done.status,
-                exception=done.exception,
-                only_from=started,
-                defer=self.defer,
-            )
+        # Its outcome as it is: a result, an exception or a cancel reason
+        # (the fields of the other outcomes are None).
+        record._finish(
+            done.status,
+            done.result,
+            done.exception,
+            only_from=(TASK_STATUS_STARTED,),
+            defer=self.defer,
+            reason=done.cancel_reason,
+        )
         with record._lock:  # it ran: a finished record must not keep it
             extra = record._extra
             if extra is not None:
