@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,22 @@ _numbers = itertools.count(1)
 
 # Seconds a test may wait for anything; a bug fails the test instead of hanging.
 WAIT = 10.0
+
+TESTS = Path(__file__).parent
+
+
+def run_script(script: str) -> list[str]:
+    """Run ``script`` in a fresh interpreter (from the tests' directory, so
+    it imports their modules); the words it printed. It must exit with 0."""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=TESTS,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
 
 
 # What follows supervisor_<id>_ in the name of each thread of a supervisor,

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import mptasks
 import pytest
-from conftest import WAIT, Gate, started
+from conftest import WAIT, Gate, run_script, started
 
 from atasker import (
     TASK_HIGH,
@@ -27,8 +24,6 @@ from atasker import (
     TaskFunction,
     background_task,
 )
-
-TESTS = Path(__file__).parent
 
 
 def where(a, b=0):
@@ -231,15 +226,7 @@ def test_atasker_07_calling_styles_on_the_default_supervisor() -> None:
         task_supervisor.stop()
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=TESTS,
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["2", "3", "4", "5", "True"]
+    assert run_script(script) == ["2", "3", "4", "5", "True"]
 
 
 def test_a_task_function_decorated_again_runs_its_function_once(supervisor) -> None:

@@ -7,7 +7,9 @@ pushing one more task through the same pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import Iterator
 
 import pytest
 import wftasks
@@ -20,6 +22,7 @@ from atasker import (
     MapResult,
     SupervisorNotRunningError,
     TaskCancelledError,
+    TaskInfo,
     background_task,
     chain,
     chord,
@@ -51,9 +54,11 @@ def test_a_task_replaced_a_thousand_times_ends(sup) -> None:
     alive(sup)
 
 
-def test_a_canceled_replacement_in_waiting_is_not_lost(sup) -> None:
-    # A process task's replacement is submitted on the callbacks thread: a
-    # cancel before then ends the record, and the replacement never runs.
+@contextlib.contextmanager
+def replacement_pending(sup) -> Iterator[TaskInfo]:
+    """A process task whose attempt has raised Replace, its replacement not
+    submitted yet: the callbacks thread that submits it is busy with a hook
+    until the block ends."""
     gate, in_hook = threading.Event(), threading.Event()
 
     def busy(*args):
@@ -66,9 +71,16 @@ def test_a_canceled_replacement_in_waiting_is_not_lost(sup) -> None:
         record = wftasks.f_replacer.apply_async((10,), supervisor=sup)
         # The worker is free once the record's attempt has raised Replace.
         wftasks.f_add.apply_async((0, 0), supervisor=sup).get(WAIT)
-        assert record.cancel("stop it")
+        yield record
     finally:
         gate.set()
+
+
+def test_a_canceled_replacement_in_waiting_is_not_lost(sup) -> None:
+    # A process task's replacement is submitted on the callbacks thread: a
+    # cancel before then ends the record, and the replacement never runs.
+    with replacement_pending(sup) as record:
+        assert record.cancel("stop it")
     assert record.wait(WAIT)
     assert record.status == TASK_STATUS_CANCELED
     assert record.cancel_reason == "stop it"
@@ -236,22 +248,10 @@ def test_the_links_not_taken_end_canceled(sup) -> None:
 
 def test_a_replacement_a_stop_came_before_ends_canceled(make_supervisor) -> None:
     sup = started(make_supervisor, threads=2, processes=1)
-    gate, in_hook = threading.Event(), threading.Event()
-
-    def busy(*args):
-        in_hook.set()
-        gate.wait(WAIT)
-
-    try:
-        wftasks.f_add.apply_async((1, 2), supervisor=sup, on_success=busy)
-        assert in_hook.wait(WAIT)  # the callbacks thread runs user code
-        record = wftasks.f_replacer.apply_async((10,), supervisor=sup)
-        wftasks.f_add.apply_async((0, 0), supervisor=sup).get(WAIT)
+    with replacement_pending(sup) as record:
         # The stop begins before this returns (it cannot end: the callbacks
         # thread is busy), so the replacement finds the supervisor stopping.
         sup.stop(wait=0)
-    finally:
-        gate.set()
     assert record.wait(WAIT)
     assert record.status == TASK_STATUS_CANCELED
     assert record.cancel_reason == "stopped"

@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import mptasks
 import pytest
 import wftasks
-from conftest import WAIT, started
+from conftest import WAIT, run_script, started
 
 import atasker
 from atasker import (
@@ -47,8 +44,6 @@ from atasker import (
     current_context,
     wait,
 )
-
-TESTS = Path(__file__).parent
 
 
 class Kind:
@@ -855,15 +850,7 @@ def test_apply_needs_no_started_supervisor_in_a_fresh_interpreter() -> None:
         print(record.status, record.get(0) == threading.get_ident(), record.retries)
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=TESTS,
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [str(TASK_STATUS_COMPLETED), "True", "1"]
+    assert run_script(script) == [str(TASK_STATUS_COMPLETED), "True", "1"]
 
 
 def test_apply_of_a_process_task_runs_in_the_caller(sup) -> None:
