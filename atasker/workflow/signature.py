@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from ..core import names
 from ..core.deps import Follow
 from ..core.errors import safe_repr
+from ..core.jsonvalues import check_json, expect
 from ..core.task import TaskInfo
 from ..core.validation import check_args, check_kwargs
-from .jsonvalues import check_json, expect
 from .results import GroupResult
 
 if TYPE_CHECKING:
