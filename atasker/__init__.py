@@ -41,6 +41,12 @@ from .core.errors import (
     WorkerLostError,
     WorkerNotRunningError,
 )
+from .core.events import (
+    LIFECYCLE_EVENTS,
+    EventStream,
+    Subscription,
+    TaskEvent,
+)
 from .core.names import registered as registered_tasks
 from .core.options import TaskOptions
 from .core.task import TaskInfo, current_task
@@ -74,6 +80,7 @@ __all__ = [
     "ALL_COMPLETED",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
+    "LIFECYCLE_EVENTS",
     "TASK_CRITICAL",
     "TASK_HIGH",
     "TASK_LOW",
@@ -97,6 +104,7 @@ __all__ = [
     "BackgroundIntervalWorker",
     "BackgroundQueueWorker",
     "BackgroundWorker",
+    "EventStream",
     "FunctionCollection",
     "GroupResult",
     "LocalProxy",
@@ -110,11 +118,13 @@ __all__ = [
     "Retry",
     "Signature",
     "SoftTimeLimitExceeded",
+    "Subscription",
     "SupervisorNotRunningError",
     "TaskCancelledError",
     "TaskCollection",
     "TaskContext",
     "TaskError",
+    "TaskEvent",
     "TaskFunction",
     "TaskInfo",
     "TaskOptions",

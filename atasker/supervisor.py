@@ -5,6 +5,7 @@ the timer and the pools.
 
     TaskSupervisor = lifecycle (here; the state machine in lifecycle.py)
                    + TaskDispatch (dispatch.py): records to pools and back
+                   + TaskEvents (eventing.py): subscribe, events
                    + TaskLookup (info.py): get_task, get_tasks, get_info
                    + ThreadPoolConfig, ProcessPoolConfig, QueueWaitReports
                    + aloops, async jobs (aloop.py, jobs.py), schedulers
@@ -23,6 +24,7 @@ from typing import Any, Union
 
 from .aio.jobs import JobSchedulerRegistry
 from .control.dispatch import TaskDispatch
+from .control.eventing import TaskEvents
 from .control.info import TaskLookup
 from .control.lifecycle import (
     RUNNING,
@@ -33,6 +35,7 @@ from .control.lifecycle import (
 )
 from .control.schedulers import SchedulerRegistry
 from .core.constants import TASK_STATUS_DELAYED
+from .core.events import EventBus
 from .core.registry import TaskRegistry
 from .core.timer import Timer
 from .core.validation import (
@@ -65,6 +68,7 @@ Wait = Union[bool, float]
 
 class TaskSupervisor(
     TaskDispatch,
+    TaskEvents,
     TaskLookup,
     QueueWaitReports,
     ThreadPoolConfig,
@@ -108,6 +112,7 @@ class TaskSupervisor(
     ) -> None:
         super().__init__()
         self.id = str(supervisor_id) if supervisor_id is not None else uuid.uuid4().hex
+        self._events.thread_prefix = f"supervisor_{self.id}_"
         self.poll_delay = DEFAULT_POLL_DELAY
         self._registry = TaskRegistry(
             check_count(keep_finished, "keep_finished"),
@@ -308,6 +313,9 @@ class TaskSupervisor(
         timer.close()
         left = remaining(request.deadline)
         self._user_code.close(None if left is None else max(0.0, left))
+        # What the tasks published is delivered, then the subscribers'
+        # threads end (they start again with the next event).
+        self._events.close(request.deadline())
         with self._state_lock:
             self._pool = self._timer = None
             self._limits = None
@@ -348,6 +356,7 @@ class TaskSupervisor(
         )
         self._reset_aloops_after_fork()
         self._schedulers.reset_after_fork()
+        self._events = EventBus(f"supervisor_{self.id}_")
 
     # The scheduler registry (atasker.control.schedulers) ----------------------
 

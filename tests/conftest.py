@@ -38,7 +38,7 @@ def run_script(script: str) -> list[str]:
 
 # What follows supervisor_<id>_ in the name of each thread of a supervisor,
 # so that supervisor "x" does not count the threads of supervisor "x_y".
-THREAD_KINDS = ("pool_", "timer", "aloop_", "mp_", "stop", "callbacks")
+THREAD_KINDS = ("pool_", "timer", "aloop_", "mp_", "stop", "callbacks", "events")
 
 
 def supervisor_threads(supervisor_id: str) -> list[threading.Thread]:

@@ -42,6 +42,7 @@ from ..core.constants import (
     TT_THREAD,
 )
 from ..core.errors import SupervisorNotRunningError
+from ..core.events import EventBus
 from ..core.links import PENDING
 from ..core.options import DEFAULT_OPTIONS, TaskOptions, options_from_defaults
 from ..core.registry import TaskRegistry
@@ -76,6 +77,7 @@ class TaskDispatch(TaskRelease):
     _timer: Timer | None
     _mp_pool: ProcessPool | None
     _user_code: UserCodeThread  # see _run_user_code
+    _events: EventBus
 
     if TYPE_CHECKING:  # the supervisor's, and its other parts'
 
@@ -85,6 +87,8 @@ class TaskDispatch(TaskRelease):
         def _mp_submitter(self) -> Callable[[TaskInfo], bool]: ...
 
         def resolve_loop(self, loop: Any) -> asyncio.AbstractEventLoop: ...
+
+        def _task_emitted(self, task: TaskInfo, event: str, data: Any) -> None: ...
 
     def __init__(self) -> None:
         super().__init__()
@@ -245,6 +249,7 @@ class TaskDispatch(TaskRelease):
         pass_task_id: bool = False,
         pickle_as: Any = None,
         follow: deps.Follow | None = None,
+        class_run: Any = None,
     ) -> TaskInfo:
         """:meth:`submit` with everything checked (the hot path).
 
@@ -255,6 +260,7 @@ class TaskDispatch(TaskRelease):
             pickle_as: what to pickle as the target of a process task
                 (default ``target``); see TaskFunction.
             follow: the tasks it follows in a chain or chord (workflows).
+            class_run: a class task's ClassRun (classtasks/control.py).
         """
         pool, timer = self._pool, self._timer
         if pool is None or timer is None or not self._active:
@@ -302,6 +308,7 @@ class TaskDispatch(TaskRelease):
         extra = task._extra
         if extra is not None:
             extra.eta, extra.expires = due, expires_at
+            extra.class_run = class_run
             if follow is not None:
                 extra.parent = follow.parent
                 if follow.feed is not None:
@@ -319,6 +326,9 @@ class TaskDispatch(TaskRelease):
         if expires_at is not None and expires_at <= time.time():
             task._expire()  # accepted, and will never run
             return task
+        events = self._events
+        if events.active:  # before a pool may start it
+            events.publish(task_id, task.name, "queued", None)
         try:
             if dependencies:
                 deps.watch(

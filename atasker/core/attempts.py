@@ -30,7 +30,7 @@ from .constants import (
     TASK_STATUS_QUEUED,
     TASK_STATUS_STARTED,
 )
-from .errors import Retry, TaskError, format_exception, safe_repr
+from .errors import Retry, TaskError, format_exception, message_of, safe_repr
 from .options import DEFAULT_OPTIONS, TaskOptions
 from .retry import next_wait
 from .waiting import Defer, TaskWaiting, call_logged
@@ -102,6 +102,7 @@ class AttemptState:
         "feed",
         "children",
         "replaced_by",
+        "class_run",
     )
 
     def __init__(self) -> None:
@@ -125,6 +126,7 @@ class AttemptState:
         self.feed: Any = None
         self.children: list[Any] | None = None
         self.replaced_by: Any = None
+        self.class_run: Any = None  # a class task's control (classtasks/control.py)
 
 
 def cause_of(exception: BaseException) -> BaseException:
@@ -345,6 +347,10 @@ class TaskAttempts(TaskWaiting):
             extra.context = extra.state = None
             extra.eta = now + wait
             self.status = TASK_STATUS_DELAYED
+
+        events = owner._events
+        if events.active:
+            events.publish(self.id, self.name, "retry", message_of(cause))
 
         def follow() -> None:
             if options.on_retry is not None:

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from .errors import MaxRetriesExceededError, Replace, Retry, TaskCancelledError
+from .events import check_event_name
+from .jsonvalues import check_json
 from .validation import check_delay
 from .waiting import running
 
@@ -62,6 +64,7 @@ class TaskContext:
         "_record",
         "_attempt",
         "_send_state",
+        "_send_event",
         "retries_spent",
     )
 
@@ -80,6 +83,7 @@ class TaskContext:
         record: TaskInfo | None = None,
         attempt: int | None = None,
         send_state: Callable[[str | None, Any], None] | None = None,
+        send_event: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.id = task_id
         self.name = name
@@ -93,6 +97,7 @@ class TaskContext:
         self._record = record
         self._attempt = attempt
         self._send_state = send_state
+        self._send_event = send_event
         self.retries_spent = False
 
     def __repr__(self) -> str:
@@ -187,6 +192,23 @@ class TaskContext:
             self._record._update_state(state, meta, self._attempt)
         elif self._send_state is not None:
             self._send_state(state, meta)
+
+    def emit(self, event: str, data: Any = None) -> None:
+        """Publish ``event`` of this task on its supervisor's event bus
+        (docs/events.md), with ``data`` (JSON values). From a process task it
+        crosses the pipe.
+
+        Raises:
+            TypeError: ``event`` is not a str; ``data`` is not JSON (the
+                message names the offending value).
+            ValueError: ``event`` is empty or a lifecycle event's name.
+        """
+        check_event_name(event)
+        data = check_json(data, "data")
+        if self._record is not None:
+            self._record._emit(event, data)
+        elif self._send_event is not None:
+            self._send_event(event, data)
 
 
 def context_of(record: TaskInfo) -> TaskContext:

@@ -168,6 +168,14 @@ def format_exception(exc: BaseException) -> str:
         return f"{type(exc).__qualname__} (its traceback could not be formatted)\n"
 
 
+def message_of(exception: BaseException | None) -> str:
+    """``str(exception)``, or its repr if that raises (user code)."""
+    try:
+        return str(exception)
+    except BaseException:  # a user __str__ may raise anything
+        return safe_repr(exception)
+
+
 def safe_repr(value: object) -> str:
     """``repr(value)``, or a placeholder if that raises (user code)."""
     try:

@@ -55,12 +55,14 @@ from .constants import (
     TASK_STATUS_CANCELED,
     TASK_STATUS_COMPLETED,
     TASK_STATUS_DELAYED,
+    TASK_STATUS_ERROR,
     TASK_STATUS_QUEUED,
     TASK_STATUS_STARTED,
     TT_COROUTINE,
     TT_THREAD,
 )
-from .errors import Replace, Retry, format_exception
+from .errors import Replace, Retry, format_exception, message_of
+from .events import EventBus
 from .links import TaskLinks
 from .options import TaskOptions
 from .waiting import Defer, StartedEvent, call_logged, running
@@ -73,6 +75,10 @@ FINISHED_KWARGS: Mapping[str, Any] = types.MappingProxyType({})
 
 class Owner(Protocol):
     """What a record tells of itself: the supervisor that made it."""
+
+    _events: EventBus  # what it publishes goes there, if anyone listens
+
+    def _task_emitted(self, task: TaskInfo, event: str, data: Any) -> None: ...
 
     def _task_finished(self, task: TaskInfo, previous: int) -> None: ...
 
@@ -325,6 +331,9 @@ class TaskInfo(TaskLinks):
             started.set()
         if expiry is not None:
             expiry.cancel()
+        owner = self._owner
+        if owner is not None and owner._events.active:
+            owner._events.publish(self.id, self.name, "started", None)
         return begun
 
     def set_result(
@@ -415,6 +424,9 @@ class TaskInfo(TaskLinks):
                 extra.context = extra.state = None
         if started is not None:
             started.set()
+        owner = self._owner
+        if owner is not None and owner._events.active:
+            owner._events.publish(self.id, self.name, "started", None)
         assert target is not None
         context = self._context
         running.task = self
@@ -518,8 +530,11 @@ class TaskInfo(TaskLinks):
             for waiter in waiters:
                 if type(waiter) is not StartedEvent:  # a canceled task never started
                     waiter.set()
-        if exception is not None and owner is not None:
-            owner._task_failed(self)
+        if owner is not None:
+            if owner._events.active:
+                self._publish_final(owner._events, status, result, exception, text)
+            if exception is not None:
+                owner._task_failed(self)
         options = self._options
         if options is not None and not options.end_hooks:
             options = None  # nothing of it to run: nothing to defer
@@ -542,6 +557,38 @@ class TaskInfo(TaskLinks):
             else:
                 defer(notify)
         return True
+
+    def _publish_final(
+        self,
+        events: EventBus,
+        status: int,
+        result: Any,
+        exception: BaseException | None,
+        text: str | None,
+    ) -> None:
+        """The final lifecycle event: its data as docs/events.md says."""
+        if status == TASK_STATUS_COMPLETED:
+            event, data = "success", result
+        elif status == TASK_STATUS_CANCELED:
+            event, data = "canceled", self.cancel_reason
+        elif status == TASK_STATUS_ERROR:
+            event, data = "error", message_of(exception)
+        else:
+            event, data = "exception", text
+        events.publish(self.id, self.name, event, data)
+
+    def _emit(self, event: str, data: Any) -> None:
+        """The running task emitted an event (checked by the caller)."""
+        owner = self._owner
+        if owner is not None:
+            owner._task_emitted(self, event, data)
+
+    @property
+    def reloads(self) -> int:
+        """Times a class task was reloaded (``reload_task``) under this id."""
+        extra = self._extra
+        run = None if extra is None else extra.class_run
+        return 0 if run is None else int(run.reloads)
 
 
 def _close_coroutines(args: tuple[Any, ...]) -> None:

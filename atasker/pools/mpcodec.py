@@ -13,6 +13,10 @@ byte: a pickle starts with b"\x80")::
                        and was due at eta]
                       payload = pickle((target, args, kwargs, info))
     worker -> pool    [STATE + pickle((state, meta)): update_state(), any number]
+                      [EVENT + json([event, data]): emit(), any number]
+    pool   -> worker  [CONTROL + json({"reload": data}?): stop (or reload) the
+                       running class task; read by the task's control thread,
+                       skipped if it arrives after the task ended]
                       pickle((True, result, None, True))
                       | pickle((False, exception, text, retryable))
     pool closes its end                      -> the worker exits
@@ -30,6 +34,7 @@ for the one task concerned: no thread of ours ever sees it.
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import re
 from collections.abc import Callable, Mapping
@@ -41,6 +46,8 @@ READY = b"ready"
 INIT_FAILED = "init-failed"
 RETRIES = b"R"
 STATE = b"S"
+EVENT = b"E"
+CONTROL = b"C"
 
 # A payload's info: (id, name, priority, eta, expires, max_retries,
 # soft_time_limit, bind).
@@ -167,6 +174,17 @@ def encode_state(state: str | None, meta: Any) -> bytes:
             f"update_state: meta cannot be pickled to send it to the parent: "
             f"{_describe(exc)}"
         ) from exc
+
+
+def encode_json(tag: bytes, value: Any) -> bytes:
+    """An EVENT or CONTROL message (its values were checked to be JSON)."""
+    return tag + json.dumps(value, separators=(",", ":")).encode()
+
+
+def decode_json(data: bytes) -> Any:
+    """The value of an EVENT or CONTROL message (raises ValueError if it
+    is not one)."""
+    return json.loads(bytes(memoryview(data)[1:]))
 
 
 # Globals the pool's manager thread may resolve while unpickling an outcome:

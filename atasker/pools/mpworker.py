@@ -32,24 +32,34 @@ import socket
 import sys
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from ..core.context import TaskContext, set_process_context
 from ..core.errors import SoftTimeLimitExceeded, format_exception, soft_limit_error
 from .mpcodec import (
+    CONTROL,
+    EVENT,
     INIT_FAILED,
     READY,
     RETRIES,
     RemoteTraceback,
     WireInfo,
+    decode_json,
     decode_retries,
+    encode_json,
     encode_outcome,
     encode_state,
 )
 
-__all__ = ["RemoteTraceback", "bootstrap", "importing_main", "worker_main"]
+__all__ = [
+    "RemoteTraceback",
+    "bootstrap",
+    "control_messages",
+    "importing_main",
+    "worker_main",
+]
 
 # Exit code of a worker whose parent died.
 ORPHAN_EXIT_CODE = 70
@@ -122,8 +132,64 @@ class _PayloadUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+# The connection to the parent, and what serialises the messages sent on it
+# (a task may emit from threads of its own; a class task's stop() runs on its
+# control thread).
+_conn: Connection | None = None
+_send_lock = threading.Lock()
+
+
+def _send(message: bytes) -> None:
+    assert _conn is not None
+    with _send_lock:
+        _conn.send_bytes(message)
+
+
+def send_event(event: str, data: Any) -> None:
+    """The running task emitted ``event`` (checked): tell the parent."""
+    _send(encode_json(EVENT, [event, data]))
+
+
+@contextlib.contextmanager
+def control_messages(on_message: Callable[[Any], None]) -> Iterator[None]:
+    """While the block runs (a class task), a control thread reads what the
+    parent sends and calls ``on_message`` with each CONTROL message's value.
+
+    Only this thread reads the connection meanwhile; on exit it is told to
+    stop and joined, and the main loop reads again (skipping a CONTROL
+    message that came too late).
+    """
+    conn = _conn
+    assert conn is not None
+    wake_r, wake_w = os.pipe()
+
+    def listen() -> None:
+        while True:
+            ready = wait([conn, wake_r])
+            if wake_r in ready:
+                return
+            try:
+                message = conn.recv_bytes()
+            except (EOFError, OSError):
+                return  # the parent is gone: the lifeline ends us
+            if message[:1] == CONTROL:
+                on_message(decode_json(message))
+
+    thread = threading.Thread(target=listen, name="atasker-control", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        os.write(wake_w, b"\0")
+        thread.join()
+        os.close(wake_r)
+        os.close(wake_w)
+
+
 def _run_tasks(conn: Connection) -> None:
     """Answer payloads one at a time until the parent closes its end."""
+    global _conn
+    _conn = conn
     if SOFT_LIMITS:
         signal.signal(signal.SIGALRM, _soft_limit_reached)
     retries, eta = 0, None
@@ -135,6 +201,8 @@ def _run_tasks(conn: Connection) -> None:
         if payload[:1] == RETRIES:
             retries, eta = decode_retries(payload)
             continue
+        if payload[:1] == CONTROL:
+            continue  # for a class task that has ended: too late
         try:
             message = _run_task(conn, payload, retries, eta)
         except SoftTimeLimitExceeded as exc:  # the alarm rang as the task ended
@@ -143,7 +211,7 @@ def _run_tasks(conn: Connection) -> None:
         del payload
         retries, eta = 0, None
         try:
-            conn.send_bytes(message)
+            _send(message)
         except (EOFError, OSError):
             return
 
@@ -192,7 +260,7 @@ def _context(
         eta = retry_eta  # when this attempt was due
 
     def send_state(state: str | None, meta: Any) -> None:
-        conn.send_bytes(encode_state(state, meta))
+        _send(encode_state(state, meta))
 
     return TaskContext(
         task_id=task_id,
@@ -205,6 +273,7 @@ def _context(
         expires=expires,
         max_retries=max_retries,
         send_state=send_state,
+        send_event=send_event,
     )
 
 

@@ -37,12 +37,14 @@ import time
 from ..core.errors import ProcessPoolBrokenError, ProcessPoolStartError
 from ..core.task import TaskInfo
 from .mpcodec import (
+    EVENT,
     INIT_FAILED,
     READY,
     STATE,
     NeedsUserCode,
     Outcome,
     RemoteTraceback,
+    decode_json,
     decode_outcome,
     decode_state,
     encode_retries,
@@ -102,6 +104,7 @@ class ProcessPool(AdmittingPool):
             self._drained,
         )
         self._kill: list[tuple[Worker, TaskInfo]] = []
+        self._controls: list[tuple[TaskInfo, bytes]] = []
         self._ended = False  # the manager must return
         self._forked = False  # this is a copy made by os.fork()
         self._wakeup_pending = False
@@ -191,6 +194,17 @@ class ProcessPool(AdmittingPool):
         self._wake()
         return True
 
+    def send_control(self, task: TaskInfo, message: bytes) -> bool:
+        """Send ``message`` (mpcodec's CONTROL) to the worker running
+        ``task``, from the manager thread (the one writer of a worker's
+        connection). False if no worker runs it now."""
+        with self._lock:
+            if not any(w.task is task for w in self._roster.workers):
+                return False
+            self._controls.append((task, message))
+        self._wake()
+        return True
+
     def _wake(self) -> None:
         with contextlib.suppress(OSError):  # closed: the pool has ended
             os.write(self._wakeup_w, b"\0")
@@ -224,6 +238,7 @@ class ProcessPool(AdmittingPool):
                     break
                 starts.append((roster.take_idle_locked(task), task))
             kills, self._kill = self._kill, []
+            controls, self._controls = self._controls, []
             # CRITICAL growth, the rule both pools share: at its size, the
             # pool grows only for an admissible CRITICAL head.
             size = max(len(roster.workers), roster.processes)
@@ -239,6 +254,8 @@ class ProcessPool(AdmittingPool):
         for worker, task in kills:
             if worker.task is task and worker.state != GONE:
                 self._lose(worker, None)
+        for task, message in controls:
+            self._send_control(task, message)
         workers, retiring, objects, due = roster.wait_set()
         timeout = None if due is None else max(0.0, due - time.monotonic())
         ready = set(self._selector.wait((self._wakeup_r, *objects), timeout))
@@ -312,6 +329,9 @@ class ProcessPool(AdmittingPool):
         if data[:1] == STATE:
             self._state_update(worker, data)
             return
+        if data[:1] == EVENT:
+            self._emitted(worker, data)
+            return
         task, in_order = worker.task, worker.decoding
         worker.tasks_done += 1
         self._return_worker(worker)
@@ -336,6 +356,27 @@ class ProcessPool(AdmittingPool):
         if text:
             value.__cause__ = RemoteTraceback(text)
         task.set_exception(value, defer=self._callbacks.put, retryable=retryable)
+
+    def _send_control(self, task: TaskInfo, message: bytes) -> None:
+        for worker in self._roster.workers:
+            if worker.task is task and worker.state != GONE:
+                try:
+                    worker.process.conn.send_bytes(message)
+                except (OSError, EOFError):
+                    self._lose(worker, "died")
+                return
+
+    def _emitted(self, worker: Worker, data: bytes) -> None:
+        """The running task emitted an event (JSON: no user code to decode)."""
+        task = worker.task
+        if task is None:
+            return
+        try:
+            event, value = decode_json(data)
+        except (ValueError, TypeError):
+            logger.exception("task %s: an event it emitted could not be read", task.id)
+            return
+        task._emit(event, value)
 
     def _state_update(self, worker: Worker, data: bytes) -> None:
         """The running task called update_state(): its record shows it.

@@ -31,6 +31,7 @@ from ..core.constants import (
     TASK_STATUS_DELAYED,
     TT_THREAD,
 )
+from ..core.events import NO_EVENTS
 from ..core.options import TaskOptions
 from ..core.task import TaskInfo
 from ..core.waiting import running
@@ -43,12 +44,16 @@ class EagerOwner:
     """What an eagerly run record reports to: the caller, not a supervisor."""
 
     eager = True  # links and replacements of its records run eagerly too
+    _events = NO_EVENTS  # an eager task publishes nothing
 
     def __init__(self) -> None:
         self.wait = 0.0  # before the next attempt
 
     def _task_finished(self, task: TaskInfo, previous: int) -> None:
         pass
+
+    def _task_emitted(self, task: TaskInfo, event: str, data: Any) -> None:
+        """What an eager task emits goes nowhere: no supervisor publishes it."""
 
     def _task_failed(self, task: TaskInfo) -> None:
         pass  # the record, returned to the caller, holds it
