@@ -7,6 +7,7 @@ nothing (no thread) until ``task_supervisor.start()``.
 from .aio.aloop import ALoop
 from .aio.jobs import AsyncJob, AsyncJobScheduler
 from .api import background_task, co_apply, co_mp_apply, wait_completed
+from .classtasks.base import Task
 from .core.attempts import Attempt
 from .core.constants import (
     TASK_CRITICAL,
@@ -120,6 +121,7 @@ __all__ = [
     "SoftTimeLimitExceeded",
     "Subscription",
     "SupervisorNotRunningError",
+    "Task",
     "TaskCancelledError",
     "TaskCollection",
     "TaskContext",

@@ -6,6 +6,7 @@ the timer and the pools.
     TaskSupervisor = lifecycle (here; the state machine in lifecycle.py)
                    + TaskDispatch (dispatch.py): records to pools and back
                    + TaskEvents (eventing.py): subscribe, events
+                   + ClassTaskControl (classtasks/control.py): class tasks
                    + TaskLookup (info.py): get_task, get_tasks, get_info
                    + ThreadPoolConfig, ProcessPoolConfig, QueueWaitReports
                    + aloops, async jobs (aloop.py, jobs.py), schedulers
@@ -23,6 +24,7 @@ import uuid
 from typing import Any, Union
 
 from .aio.jobs import JobSchedulerRegistry
+from .classtasks.control import ClassTaskControl
 from .control.dispatch import TaskDispatch
 from .control.eventing import TaskEvents
 from .control.info import TaskLookup
@@ -69,6 +71,7 @@ Wait = Union[bool, float]
 class TaskSupervisor(
     TaskDispatch,
     TaskEvents,
+    ClassTaskControl,
     TaskLookup,
     QueueWaitReports,
     ThreadPoolConfig,
@@ -276,6 +279,9 @@ class TaskSupervisor(
         if request.stop_schedulers:
             self._stop_schedulers(request.deadline())
             self._stop_job_schedulers()
+        # Class tasks are asked to stop, as stop_task() does, before the
+        # pools drain (they would otherwise run until the deadline).
+        self._stop_class_tasks()
         with self._state_lock:
             pool, timer, mp_pool = self._pool, self._timer, self._mp_pool
         assert pool is not None and timer is not None

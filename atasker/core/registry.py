@@ -80,6 +80,19 @@ class TaskRegistry:
                         break
                     finished.popitem(last=False)
 
+    def drop_finished_before(self, time_completed: float) -> list[TaskInfo]:
+        """Drop the finished records completed before ``time_completed``
+        (a ``time.time()`` value); those dropped, oldest first."""
+        dropped = []
+        with self._lock:
+            finished = self._finished
+            while finished:
+                oldest = next(iter(finished.values()))
+                if (oldest.time_completed or 0) >= time_completed:
+                    break
+                dropped.append(finished.popitem(last=False)[1])
+        return dropped
+
     @property
     def completed(self) -> int:
         """Tasks that returned a value."""
