@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import threading
 from typing import Any, Callable, ClassVar, Union
 
@@ -112,7 +113,7 @@ def class_options(task_class: Any) -> TaskOptions:
         raise TypeError(
             f"task_class must be a subclass of atasker.Task; got {task_class!r}"
         )
-    where = task_class.__qualname__
+    where = task_class.__name__
     name = task_class.NAME
     if not isinstance(name, str) or not name:
         raise ValueError(
@@ -128,7 +129,8 @@ def class_options(task_class: Any) -> TaskOptions:
     try:
         options = TaskOptions(**values)
     except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{where}.{_attribute_of(str(exc))}{exc}") from None
+        attribute = _attribute_of(str(exc), values)
+        raise type(exc)(f"{where}{attribute}: {exc}") from None
     is_async = inspect.iscoroutinefunction(task_class.start)
     if is_async and options.tt == TT_MP:
         raise ValueError(
@@ -142,7 +144,12 @@ def class_options(task_class: Any) -> TaskOptions:
     return options
 
 
-def _attribute_of(message: str) -> str:
-    """``"PRIORITY: "`` for a TaskOptions error about ``priority``."""
+def _attribute_of(message: str, given: Any) -> str:
+    """``".PRIORITY"`` for a TaskOptions error about ``priority``;
+    ``".ETA/DELAY"`` for one about options given together."""
     option = message.split(" ", 1)[0].rstrip(":")
-    return f"{option.upper()}: " if option in DEFAULTS else ": "
+    if option in DEFAULTS:
+        return f".{option.upper()}"
+    words = set(re.findall(r"[a-z_]+", message))
+    named = [o.upper() for o in given if o in words and o != "name"]
+    return f".{'/'.join(named)}" if named else ""

@@ -92,7 +92,6 @@ class ClassRun:
     def acknowledged(self, data: Any) -> None:
         """A reload began its new run with ``data``."""
         with self._lock:
-            self.data = data
             self.reloads += 1
             self._pending = NOTHING
         events = self._events
@@ -105,6 +104,8 @@ class ClassRun:
         with self._lock:
             if self._ended:
                 return False
+            if reload is not NOTHING:
+                self.data = reload  # the last data given, from now on
             local = self._local
             if local is None:
                 # A process task's, until acknowledged; a thread's, until
@@ -170,7 +171,7 @@ class ClassTaskControl:
             known = self._task_classes.get(name)
             if known is not None and known[0] is not task_class:
                 raise ValueError(
-                    f"{task_class.__qualname__}.NAME: {name!r} is already the name "
+                    f"{task_class.__name__}.NAME: {name!r} is already the name "
                     f"of {known[0].__module__}.{known[0].__qualname__}"
                 )
             self._task_classes[name] = (task_class, options)

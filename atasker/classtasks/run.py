@@ -55,6 +55,7 @@ class LocalRun:
         self._ended = False
         self._stop_called = False
         self._calls = 0  # stop() calls of a thread task that have not returned
+        self._scheduled = 0  # an async task's stop() calls not begun on its loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stops: list[asyncio.Future[Any]] = []  # an async task's, on its loop
 
@@ -75,8 +76,14 @@ class LocalRun:
             loop = self._loop
             if loop is None:
                 self._calls += 1
+            else:
+                self._scheduled += 1
         if loop is not None:
-            loop.call_soon_threadsafe(self._stop_on_loop, instance)
+            try:
+                loop.call_soon_threadsafe(self._stop_on_loop, instance)
+            except RuntimeError:  # its loop is closed: the task has ended
+                with self._lock:
+                    self._scheduled -= 1
             return True
         try:
             _stop_instance(instance)
@@ -147,6 +154,8 @@ class LocalRun:
                         result = await instance.start()
                     finally:
                         reload = self._end()
+                        while self._scheduled:  # stop() calls due on this loop
+                            await asyncio.sleep(0)
                         stops, self._stops = self._stops, []
                         if stops:
                             await asyncio.gather(*stops, return_exceptions=True)
@@ -165,6 +174,8 @@ class LocalRun:
 
     def _stop_on_loop(self, instance: Task) -> None:
         """The loop's thread: set ``stopping``, start ``stop()``."""
+        with self._lock:
+            self._scheduled -= 1
         instance.stopping.set()
         try:
             stopped = instance.stop()
