@@ -69,7 +69,7 @@ _WRAPPERS = frozenset(
 )
 
 # The threads a supervisor names supervisor_<id>_<kind>...
-_THREAD_KINDS = ("pool_", "timer", "aloop_", "mp_", "stop", "callbacks")
+_THREAD_KINDS = ("pool_", "timer", "aloop_", "mp_", "stop", "callbacks", "events")
 
 
 class StopRequest:
