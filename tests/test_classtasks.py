@@ -18,6 +18,7 @@ import datetime
 import queue
 import threading
 import time
+from typing import ClassVar
 
 import classtasks_mp
 import pytest
@@ -1303,3 +1304,45 @@ def test_loop_option(make_supervisor) -> None:
     prefix = f"supervisor_{sup.id}_aloop_"
     assert sup.start_task("test/side").get(WAIT) == prefix + "side"
     assert sup.start_task("test/main").get(WAIT) == prefix + "main"
+
+
+# A stop asked before the instance is ready (its context being entered, its
+# __init__ running) is kept, and stop() is called once __init__ returned,
+# before start: never on a half-built instance, never lost.
+
+
+class SlowInit(Task):
+    NAME = "test/slow-init"
+    gate = threading.Event()
+    in_init = threading.Event()
+    calls: ClassVar[list[str]] = []
+
+    def __init__(self) -> None:
+        SlowInit.in_init.set()
+        SlowInit.gate.wait(WAIT)
+        self.released = threading.Event()
+        SlowInit.calls.append("init")
+
+    def start(self) -> bool:
+        SlowInit.calls.append("start")
+        return self.released.wait(WAIT)
+
+    def stop(self) -> None:
+        SlowInit.calls.append("stop")
+        self.released.set()
+
+
+def test_a_stop_during_init_calls_stop_once_init_returned(threads) -> None:
+    SlowInit.gate.clear()
+    SlowInit.in_init.clear()
+    SlowInit.calls.clear()
+    threads.sup.register_task(SlowInit)
+    record = threads.sup.start_task("test/slow-init")
+    assert SlowInit.in_init.wait(WAIT)
+    threads.sup.stop_task(record.id, wait=False)
+    SlowInit.gate.set()
+    assert record.wait(WAIT)
+    assert record.status == TASK_STATUS_CANCELED
+    assert record.cancel_reason == "stopped"
+    assert SlowInit.calls == ["init", "stop", "start"]
+    threads.alive()

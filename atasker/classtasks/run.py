@@ -13,8 +13,10 @@ The record's target is :func:`run_class` (or :func:`run_class_async` for an
 A request (:meth:`LocalRun.request`) comes from the supervisor's thread (a
 thread or coroutine task) or from the worker's control thread (a process
 task, mpworker.control_messages). It sets ``stopping`` and calls ``stop()``
-once per instance; a request that comes before the instance exists is seen
-by the run as it makes one.
+once per instance. A request that comes before ``__init__`` returned is kept:
+the instance is made with ``stopping`` set (if it came before ``__init__``)
+and its ``stop()`` is called, in the run's thread, as soon as ``__init__``
+returns; never on a half-built instance.
 """
 
 from __future__ import annotations
@@ -93,12 +95,20 @@ class LocalRun:
                 self._lock.notify_all()
         return True
 
-    def _begin(self, instance: Task) -> bool:
-        """An instance is made: True if a request came first."""
+    def _asked(self) -> bool:
+        """True if a stop or reload was asked (an instance that is made sees
+        ``stopping`` set)."""
+        with self._lock:
+            return self._stop_asked or self._reload is not NOTHING
+
+    def _ready(self, instance: Task) -> bool:
+        """``__init__`` returned: requests go to the instance from now on.
+        True if one came first: the caller calls ``stop()`` now."""
         with self._lock:
             self._instance = instance
-            self._stop_called = False
-            return self._stop_asked or self._reload is not NOTHING
+            asked = self._stop_asked or self._reload is not NOTHING
+            self._stop_called = asked
+            return asked
 
     def _end(self) -> Any:
         """The instance's start returned or raised: the data of a reload, or
@@ -122,10 +132,12 @@ class LocalRun:
             try:
                 with _entered(self.task_class):
                     instance = _make(self.task_class, context, stopping)
-                    if self._begin(instance):
+                    if self._asked():
                         stopping.set()
                     try:
                         instance.__init__(**data)  # type: ignore[misc]
+                        if self._ready(instance):
+                            _stop_instance(instance)
                         result = instance.start()
                     finally:
                         reload = self._end()
@@ -147,10 +159,12 @@ class LocalRun:
             try:
                 async with _entered_async(self.task_class):
                     instance = _make(self.task_class, context, stopping)
-                    if self._begin(instance):
+                    if self._asked():
                         stopping.set()
                     try:
                         instance.__init__(**data)  # type: ignore[misc]
+                        if self._ready(instance):
+                            self._stop_async(instance)
                         result = await instance.start()
                     finally:
                         reload = self._end()
@@ -173,9 +187,14 @@ class LocalRun:
         return result
 
     def _stop_on_loop(self, instance: Task) -> None:
-        """The loop's thread: set ``stopping``, start ``stop()``."""
+        """The loop's thread: a request from another thread."""
         with self._lock:
             self._scheduled -= 1
+        self._stop_async(instance)
+
+    def _stop_async(self, instance: Task) -> None:
+        """The loop's thread: set ``stopping``, start ``stop()`` (the run
+        awaits it before it leaves the context)."""
         instance.stopping.set()
         try:
             stopped = instance.stop()
