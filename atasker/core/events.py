@@ -167,6 +167,8 @@ class Subscription(_Listener):
 
     def _push(self, event: TaskEvent) -> None:
         with self._lock:
+            if self._bus is None:
+                return  # unsubscribed as the event was published
             self._push_locked(event)
             if self._thread is None:
                 self._closing = False
@@ -276,6 +278,8 @@ class EventStream(_Listener):
 
     def _push(self, event: TaskEvent) -> None:
         with self._lock:
+            if self._ended:
+                return
             self._push_locked(event)
             self._wake_locked()
 
