@@ -202,6 +202,7 @@ class TaskSupervisor(
                 max_size=self._max_threads(),
             )
             self._pool, self._timer = pool, timer
+            self._events.open()
             self._user_code = UserCodeThread(f"supervisor_{self.id}_callbacks")
             self._limits = ThreadLimits(
                 timer, lambda: self.time_limit_grace, self._run_user_code

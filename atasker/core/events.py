@@ -171,7 +171,10 @@ class Subscription(_Listener):
                 return  # unsubscribed as the event was published
             self._push_locked(event)
             if self._thread is None:
-                self._closing = False
+                # Once the bus closed (a task outlived the stop), a thread
+                # delivers what comes and ends.
+                bus = self._bus
+                self._closing = bus is None or bus.closed
                 self._thread = threading.Thread(
                     target=self._deliver, name=self._bus_thread_name(), daemon=True
                 )
@@ -240,8 +243,8 @@ class EventStream(_Listener):
     def __init__(self, bus: EventBus, pattern: str, buffer: int) -> None:
         super().__init__(bus, pattern, buffer)
         self._ended = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        # The consumers waiting for an event (any number, any loops).
+        self._waiters: list[asyncio.Future[None]] = []
 
     def __repr__(self) -> str:
         return f"<EventStream {self.pattern!r} dropped={self.dropped}>"
@@ -261,14 +264,14 @@ class EventStream(_Listener):
                     return self._buffer.popleft()
                 if self._ended:
                     raise StopAsyncIteration
-                loop = self._loop = asyncio.get_running_loop()
-                waiter = self._waiter = loop.create_future()
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
             try:
                 await waiter
             finally:
                 with self._lock:
-                    if self._waiter is waiter:
-                        self._waiter = None
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
 
     async def __aenter__(self) -> EventStream:
         return self
@@ -289,13 +292,11 @@ class EventStream(_Listener):
             self._wake_locked()
 
     def _wake_locked(self) -> None:
-        waiter, loop = self._waiter, self._loop
-        if waiter is None or loop is None:
-            return
-        self._waiter = None
-        # A closed loop: nobody iterates any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_resolve, waiter)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            # A closed loop: nobody iterates there any more.
+            with contextlib.suppress(RuntimeError):
+                waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -314,6 +315,7 @@ class EventBus:
     def __init__(self, thread_prefix: str) -> None:
         self.thread_prefix = thread_prefix
         self.active = False
+        self.closed = False  # the supervisor stopped; open() again at a start
         self._lock = threading.Lock()
         self._listeners: list[_Listener] = []
         self._matching: dict[str, tuple[_Listener, ...]] = {}
@@ -358,11 +360,16 @@ class EventBus:
             for listener in listeners:
                 listener._push(published)
 
+    def open(self) -> None:
+        """The supervisor starts: subscriptions' threads stay up again."""
+        self.closed = False
+
     def close(self, deadline: float | None) -> None:
         """The supervisor stops: streams end; subscriptions deliver what they
         hold (their threads wait until ``deadline``), then their threads end.
         Callback subscriptions stay: a restart delivers to them again."""
         with self._lock:
+            self.closed = True
             listeners = list(self._listeners)
             streams = [s for s in listeners if isinstance(s, EventStream)]
             self._listeners = [s for s in listeners if s not in streams]
