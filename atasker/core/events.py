@@ -220,10 +220,13 @@ class Subscription(_Listener):
             while self._thread is not None:
                 timeout = None if deadline is None else deadline - time.monotonic()
                 if timeout is not None and timeout <= 0:
-                    logger.warning(
-                        "event subscriber %r still runs at the stop's deadline",
-                        self._callback,
-                    )
+                    if self._buffer:  # not only about to end: say so
+                        logger.warning(
+                            "event subscriber %r still has %d events at the "
+                            "stop's deadline",
+                            self._callback,
+                            len(self._buffer),
+                        )
                     return
                 self._ready.wait(timeout)
 
