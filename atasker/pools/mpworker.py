@@ -26,6 +26,7 @@ import io
 import multiprocessing
 import os
 import pickle
+import queue
 import runpy
 import signal
 import socket
@@ -153,15 +154,18 @@ def send_event(event: str, data: Any) -> None:
 @contextlib.contextmanager
 def control_messages(on_message: Callable[[Any], None]) -> Iterator[None]:
     """While the block runs (a class task), a control thread reads what the
-    parent sends and calls ``on_message`` with each CONTROL message's value.
+    parent sends and hands each CONTROL message's value to ``on_message``
+    on a thread of its own, in order (user code: ``stop()``), so that it always reads
+    on and the parent's manager never waits to write.
 
-    Only this thread reads the connection meanwhile; on exit it is told to
-    stop and joined, and the main loop reads again (skipping a CONTROL
-    message that came too late).
+    Only the control thread reads the connection meanwhile; on exit it is
+    told to stop and joined (so are the handlers), and the main loop reads
+    again, skipping a CONTROL message that came too late.
     """
     conn = _conn
     assert conn is not None
     wake_r, wake_w = os.pipe()
+    requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def listen() -> None:
         while True:
@@ -173,17 +177,35 @@ def control_messages(on_message: Callable[[Any], None]) -> Iterator[None]:
             except (EOFError, OSError):
                 return  # the parent is gone: the lifeline ends us
             if message[:1] == CONTROL:
-                on_message(decode_json(message))
+                requests.put(decode_json(message))
 
-    thread = threading.Thread(target=listen, name="atasker-control", daemon=True)
-    thread.start()
+    def handle() -> None:  # in the order they came
+        while (request := requests.get()) is not _END:
+            on_message(request)
+
+    threads = [
+        threading.Thread(target=listen, name="atasker-control", daemon=True),
+        threading.Thread(target=handle, name="atasker-control-requests", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
     try:
         yield
     finally:
-        os.write(wake_w, b"\0")
-        thread.join()
-        os.close(wake_r)
-        os.close(wake_w)
+        try:
+            # A soft time limit that rings now must not skip what follows
+            # (two readers of the connection would lose the next payload).
+            _disarm_soft_limit()
+        finally:
+            os.write(wake_w, b"\0")
+            threads[0].join()
+            requests.put(_END)
+            threads[1].join()
+            os.close(wake_r)
+            os.close(wake_w)
+
+
+_END = object()  # no more control requests
 
 
 def _run_tasks(conn: Connection) -> None:
