@@ -24,7 +24,7 @@ import re
 import threading
 from typing import Any, Callable, ClassVar, Union
 
-from ..core.constants import TT_COROUTINE, TT_MP
+from ..core.constants import TT_COROUTINE
 from ..core.errors import TaskError
 from ..core.options import DEFAULTS, TaskOptions
 
@@ -131,16 +131,29 @@ def class_options(task_class: Any) -> TaskOptions:
     except (TypeError, ValueError) as exc:
         attribute = _attribute_of(str(exc), values)
         raise type(exc)(f"{where}{attribute}: {exc}") from None
+    return task_type_of(task_class, options, hasattr(task_class, "TT"), f"{where}.TT")
+
+
+def task_type_of(
+    task_class: type[Task], options: TaskOptions, explicit: bool, where: str
+) -> TaskOptions:
+    """``options`` with the task type its ``start`` runs as: an async start
+    runs on a loop (TT_COROUTINE), a plain one in a thread or a worker.
+
+    Raises:
+        ValueError: ``tt`` (given if ``explicit``) says otherwise (``where``
+            names it).
+    """
     is_async = inspect.iscoroutinefunction(task_class.start)
-    if is_async and options.tt == TT_MP:
-        raise ValueError(
-            f"{where}.TT: an async start() runs on an asyncio loop, not in a "
-            "worker process (TT_MP)"
-        )
-    if is_async:
+    if is_async and options.tt != TT_COROUTINE:
+        if explicit:
+            raise ValueError(
+                f"{where}: an async start() runs on an asyncio loop "
+                "(TT_COROUTINE), not in a thread or a worker process"
+            )
         return options.replace(tt=TT_COROUTINE)
-    if options.tt == TT_COROUTINE:
-        raise ValueError(f"{where}.TT: TT_COROUTINE needs an async start()")
+    if not is_async and options.tt == TT_COROUTINE:
+        raise ValueError(f"{where}: TT_COROUTINE needs an async start()")
     return options
 
 

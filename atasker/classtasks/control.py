@@ -41,9 +41,9 @@ from ..core.jsonvalues import check_json
 from ..core.options import TaskOptions
 from ..core.task import TaskInfo
 from ..core.validation import check_wait
-from ..pools.mpcodec import CONTROL, encode_json
+from ..pools.mpcodec import CONTROL, encode_json, pickle_payload, wire_info
 from ..pools.processpool import ProcessPool
-from .base import Task, class_options
+from .base import NOT_CLASS_OPTIONS, Task, class_options, task_type_of
 from .builtin import BUILTIN_TASKS
 from .run import NOTHING, LocalRun, run_class, run_class_async
 
@@ -76,55 +76,76 @@ class ClassRun:
         self._ended = False
         self._stop_early = False  # a stop asked before the run attached
 
-    def attach(self, local: LocalRun) -> LocalRun:
-        """A thread or coroutine task's run begins: requests go to it (and
-        those that came before it, now)."""
+    def attach(self, local: LocalRun) -> dict[str, Any]:
+        """A thread or coroutine task's run (an attempt) begins: requests go
+        to it from now on. The data it starts with: the last given (a
+        reload asked before it attached is taken here, and counted); a stop
+        asked before is handed to it."""
         with self._lock:
             self._local = local
             stop, self._stop_early = self._stop_early, False
             reload, self._pending = self._pending, NOTHING
+            data = self.data
+        if reload is not NOTHING:
+            self.acknowledged(reload)
         if stop:
             local.request()
-        if reload is not NOTHING:
-            local.request(reload)
-        return local
+        return data
+
+    def detach(self, local: LocalRun) -> None:
+        """The run ended: a request that comes now waits for the next
+        attempt's run (a retry), or for the record's end."""
+        with self._lock:
+            if self._local is local:
+                self._local = None
 
     def acknowledged(self, data: Any) -> None:
         """A reload began its new run with ``data``."""
         with self._lock:
             self.reloads += 1
-            self._pending = NOTHING
+            if self._pending == data:  # not a newer one, still on its way
+                self._pending = NOTHING
         events = self._events
         if events.active:
             events.publish(self.task_id, self.options.name, "reloaded", data)
 
     def request(self, record: TaskInfo, reload: Any = NOTHING) -> bool:
-        """Ask the running task to stop (or reload); False if it has ended
-        (a reload must then start a new record)."""
+        """Ask the running task to stop (or reload); False if its record
+        ended (a reload must then start a new record).
+
+        Until a run takes it, a request is kept: the next attempt's run
+        takes it as it attaches, and a reload that none took starts a new
+        record as this one ends. A stop drops a reload not done yet.
+        """
         with self._lock:
             if self._ended:
                 return False
-            if reload is not NOTHING:
+            if reload is NOTHING:
+                self._stop_early = record.tt != TT_MP
+                self._pending = NOTHING
+            else:
                 self.data = reload  # the last data given, from now on
+                self._pending = reload
             local = self._local
-            if local is None:
-                # A process task's, until acknowledged; a thread's, until
-                # its run attaches.
-                if reload is not NOTHING:
-                    self._pending = reload
-                elif record.tt != TT_MP:
-                    self._stop_early = True
         if local is not None:
-            return local.request(reload)
+            if local.request(reload):
+                with self._lock:  # it took it
+                    if reload is NOTHING:
+                        self._stop_early = False
+                    elif self._pending is reload:
+                        self._pending = NOTHING
+            return True
         if record.tt == TT_MP and isinstance(record.handle, ProcessPool):
             message = {} if reload is NOTHING else {"reload": reload}
             record.handle.send_control(record, encode_json(CONTROL, message))
         return True
 
     def ended(self) -> Any:
-        """The record is final: a reload still pending, or NOTHING."""
+        """The record is final: a reload no run took, or NOTHING (once:
+        whoever calls this first starts it again)."""
         with self._lock:
             self._ended = True
+            self._local = None
             pending, self._pending = self._pending, NOTHING
             return pending
 
@@ -210,7 +231,16 @@ class ClassTaskControl:
                 f"{self.id} (register_task() registers one)"
             )
         task_class, class_options_ = entry
-        resolved = class_options_.replace(**options) if options else class_options_
+        resolved = class_options_
+        if options:
+            refused = NOT_CLASS_OPTIONS.intersection(options) - {"name"}
+            if refused:
+                raise TypeError(
+                    f"{', '.join(sorted(refused))}: not an option of a class task"
+                )
+            resolved = task_type_of(
+                task_class, class_options_.replace(**options), "tt" in options, "tt"
+            )
         data = _check_data(data)
         task_class._check(data)
         return self._start_class(task_class, resolved, data, task_id, 0)
@@ -258,14 +288,17 @@ class ClassTaskControl:
         record, run = self._class_record(task_id)
         new = run.data if data is None else _check_data(data)
         run.task_class._check(new)
-        if record.status == TASK_STATUS_STARTED and run.request(record, new):
-            return record
-        record._finish(
-            TASK_STATUS_CANCELED,
-            only_from=(TASK_STATUS_QUEUED, TASK_STATUS_DELAYED),
-            reason="reloaded",
-        )
-        record.wait()  # its run has ended: the record does at once
+        waiting = (TASK_STATUS_QUEUED, TASK_STATUS_DELAYED)
+        while True:  # until one of these holds (its status may change meanwhile)
+            if record.status == TASK_STATUS_STARTED and run.request(record, new):
+                return record
+            if record._finish(
+                TASK_STATUS_CANCELED, only_from=waiting, reason="reloaded"
+            ):
+                break
+            if record.is_completed():
+                break
+        run.ended()  # its end starts nothing now: this does
         return self._start_class(
             run.task_class, run.options, new, record.id, run.reloads + 1
         )
@@ -339,12 +372,25 @@ class ClassTaskControl:
         if not isinstance(run, ClassRun):
             return
         pending = run.ended()
-        if pending is NOTHING or not getattr(self, "active", False):
-            return
+        if pending is NOTHING or record.status == TASK_STATUS_CANCELED:
+            return  # nothing asked, or canceled: it stays so
         with contextlib.suppress(SupervisorNotRunningError):  # it stopped meanwhile
             self._start_class(
                 run.task_class, run.options, pending, record.id, run.reloads + 1
             )
+
+    def _class_task_reloaded(self, record: TaskInfo, data: Any) -> None:
+        """A process class task's worker began the run of a reload: a retry
+        runs with this data from now on."""
+        extra = record._extra
+        run = None if extra is None else extra.class_run
+        if not isinstance(run, ClassRun):
+            return
+        run.acknowledged(data)
+        payload = pickle_payload(run_class, (run.task_class,), data, wire_info(record))
+        with record._lock:
+            if record.status not in FINAL_STATUSES:  # final: it keeps none
+                record.payload = payload
 
     def _stop_class(self, record: TaskInfo, run: ClassRun) -> None:
         """Ask a class task to stop, whatever its state (see stop_task)."""
@@ -354,7 +400,12 @@ class ClassTaskControl:
                 TASK_STATUS_CANCELED, only_from=waiting, reason="stopped"
             ):
                 return
-            if record._request_cancel("stopped"):
+            if record.tt == TT_COROUTINE:
+                # Not a cancel of its coroutine: run_class_async notes it.
+                if record.status == TASK_STATUS_STARTED:
+                    run.request(record)
+                    return
+            elif record._request_cancel("stopped"):
                 run.request(record)
                 return
             # Between two attempts (a retry): it is waiting again, or ended.

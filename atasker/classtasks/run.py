@@ -58,6 +58,7 @@ class LocalRun:
         self._stop_called = False
         self._calls = 0  # stop() calls of a thread task that have not returned
         self._scheduled = 0  # an async task's stop() calls not begun on its loop
+        self._no_scheduled: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stops: list[asyncio.Future[Any]] = []  # an async task's, on its loop
 
@@ -168,8 +169,8 @@ class LocalRun:
                         result = await instance.start()
                     finally:
                         reload = self._end()
-                        while self._scheduled:  # stop() calls due on this loop
-                            await asyncio.sleep(0)
+                        if self._scheduled:  # stop() calls due on this loop
+                            await self._scheduled_done()
                         stops, self._stops = self._stops, []
                         if stops:
                             await asyncio.gather(*stops, return_exceptions=True)
@@ -181,16 +182,31 @@ class LocalRun:
             data = reload
             self._acknowledge(data)
 
+    @property
+    def stop_asked(self) -> bool:
+        """True once a stop (not a reload) was asked."""
+        return self._stop_asked
+
     def _outcome(self, result: Any) -> Any:
         if self._stop_asked:
             raise TaskCancelledError("stopped")
         return result
 
+    def _scheduled_done(self) -> asyncio.Future[None]:
+        """A future of the loop, done once no stop() call is due on it."""
+        assert self._loop is not None
+        self._no_scheduled = self._loop.create_future()
+        return self._no_scheduled
+
     def _stop_on_loop(self, instance: Task) -> None:
         """The loop's thread: a request from another thread."""
         with self._lock:
             self._scheduled -= 1
+            left = self._scheduled
         self._stop_async(instance)
+        waiter = self._no_scheduled
+        if not left and waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _stop_async(self, instance: Task) -> None:
         """The loop's thread: set ``stopping``, start ``stop()`` (the run
@@ -264,11 +280,13 @@ def run_class(task_class: type[Task], /, **data: Any) -> Any:
     assert context is not None
     record = current_task()
     if record is not None:  # a thread of the supervisor's process
-        control = record._extra.class_run if record._extra is not None else None
-        assert control is not None
-        return control.attach(LocalRun(task_class, control.acknowledged)).run(
-            data, context
-        )
+        control = _control_of(record)
+        local = LocalRun(task_class, control.acknowledged)
+        try:
+            # The last data given (a retry after a reload runs with it).
+            return local.run(control.attach(local), context)
+        finally:
+            control.detach(local)
     # A worker process: the parent's requests come over the pipe.
     local = LocalRun(task_class, lambda new: mpworker.send_event("reloaded", new))
 
@@ -281,11 +299,38 @@ def run_class(task_class: type[Task], /, **data: Any) -> Any:
 
 
 async def run_class_async(task_class: type[Task], /, **data: Any) -> Any:
-    """The target of a class task whose ``start`` is a coroutine function."""
+    """The target of a class task whose ``start`` is a coroutine function.
+
+    A stop is no cancel of the coroutine (cotask.py ends a task whose
+    cancel was requested CANCELED, whatever it raised): it is noted on the
+    record only once ``start`` returned; a failure after a stop is final
+    (no retry) and is the task's status.
+    """
     context = current_context()
     assert context is not None
     record = context._record
-    assert record is not None and record._extra is not None
-    control = record._extra.class_run
-    local = control.attach(LocalRun(task_class, control.acknowledged))
-    return await local.run_async(data, context)
+    assert record is not None
+    control = _control_of(record)
+    local = LocalRun(task_class, control.acknowledged)
+    try:
+        return await local.run_async(control.attach(local), context)
+    except TaskCancelledError:
+        if local.stop_asked:
+            record._request_cancel("stopped")
+        raise
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        if local.stop_asked:
+            context.retries_spent = True
+        raise
+    finally:
+        control.detach(local)
+
+
+def _control_of(record: Any) -> Any:
+    """The record's ClassRun (control.py)."""
+    extra = record._extra
+    control = None if extra is None else extra.class_run
+    assert control is not None
+    return control

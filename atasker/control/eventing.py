@@ -7,7 +7,7 @@ task.py and attempts.py); a running task's ``emit`` comes through
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.events import DEFAULT_BUFFER, EventBus, EventStream, Subscription, TaskEvent
 from ..core.task import TaskInfo
@@ -16,6 +16,10 @@ from ..core.task import TaskInfo
 class TaskEvents:
     """Subscriptions to the events of the supervisor's tasks (mixed into
     the supervisor)."""
+
+    if TYPE_CHECKING:  # ClassTaskControl's
+
+        def _class_task_reloaded(self, task: TaskInfo, data: Any) -> None: ...
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,11 +63,8 @@ class TaskEvents:
     def _task_emitted(self, task: TaskInfo, event: str, data: Any) -> None:
         """A running task emitted ``event``; a class task's run that began
         again after a reload says "reloaded"."""
-        if event == "reloaded":
-            extra = task._extra
-            run = None if extra is None else extra.class_run
-            if run is not None:
-                run.acknowledged(data)  # it publishes "reloaded"
+        if event == "reloaded":  # it publishes "reloaded"
+            self._class_task_reloaded(task, data)
             return
         events = self._events
         if events.active:
