@@ -1,165 +1,80 @@
-"""``python -m atasker``: a live demo of the supervisor; ``python -m atasker bench``.
-
-The demo feeds a small pool a mix of priorities and delays faster than it
-drains and shows, refreshed in place on a terminal (plain lines otherwise),
-what runs, what waits by priority, and what finished; then how long each
-priority waited in the queue.
-"""
+"""``python -m atasker``: the live demo (atasker/demo/); ``python -m atasker
+bench``: the benchmark (atasker/benchmark.py)."""
 
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
+import math
 import sys
-import threading
-import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any
 
-from . import benchmark
-from .api import background_task
-from .core.constants import (
-    TASK_CRITICAL,
-    TASK_HIGH,
-    TASK_LOW,
-    TASK_NORMAL,
-    TASK_STATUS_CANCELED,
-    TASK_STATUS_COMPLETED,
-)
-from .core.errors import TaskError
-from .core.task import TaskInfo
-from .supervisor import TaskSupervisor
+from . import benchmark, demo
 
-PRIORITY_NAMES = {
-    TASK_CRITICAL: "CRITICAL",
-    TASK_HIGH: "HIGH",
-    TASK_NORMAL: "NORMAL",
-    TASK_LOW: "LOW",
-}
-# How the demo's load is mixed: (priority, weight).
-PRIORITY_MIX = ((TASK_LOW, 40), (TASK_NORMAL, 35), (TASK_HIGH, 20), (TASK_CRITICAL, 5))
-SUBMIT_INTERVAL = 0.02  # 50 tasks a second, about twice what the pool drains
-REFRESH_INTERVAL = 0.25
+DESCRIPTION = """\
+A live demo of atasker's task supervisor, drawn from its event bus.
 
+It runs thread, process and coroutine tasks of every priority on a thread
+pool of 4 + 2 RN + 1 RH threads (RN, RH: threads in reserve for NORMAL and
+HIGH priority tasks, so LOW tasks use at most 4, NORMAL 6, HIGH 7; CRITICAL
+tasks always start), 2 worker processes and an asyncio loop, plus a class
+task that emits its progress. Early on, then every 5 seconds, a worker
+process crashes and a process task is killed at its time limit (each fails
+that one task; the pool goes on), a failed attempt is retried, and a running
+task is canceled. The view counts tasks by kind, state and priority, with
+the queue waits and the tasks done per second.
 
-def simulated_work(seconds: float, fail: bool) -> float:
-    """A task of the demo: 'work' for a while, sometimes fail."""
-    time.sleep(seconds)
-    if fail:
-        raise TaskError("simulated failure")
-    return seconds
+On a terminal the view is redrawn in place, in colour unless NO_COLOR is
+set; otherwise, or with --plain, it prints plain lines: the notable events,
+and a status line every second. At the end the queued tasks drain, the
+supervisor stops and a summary is printed.
+
+Exit status: 0 at the end; 130 after Ctrl-C, which stops the demo early
+(the queued tasks canceled) and prints the summary; 2 for a usage error.
+"""
 
 
-def feed(
-    supervisor: TaskSupervisor, stop: threading.Event, tasks: list[TaskInfo]
-) -> None:
-    """Submit tasks until ``stop`` is set."""
-    rng = random.Random(7)
-    priorities = [p for p, _ in PRIORITY_MIX]
-    weights = [w for _, w in PRIORITY_MIX]
-    while not stop.is_set():
-        priority = rng.choices(priorities, weights)[0]
-        delay = rng.uniform(0.2, 1.5) if rng.random() < 0.2 else None
-        run = background_task(
-            simulated_work,
-            priority=priority,
-            delay=delay,
-            name=f"demo.{PRIORITY_NAMES[priority].lower()}",
-            supervisor=supervisor,
-        )
-        tasks.append(run(rng.uniform(0.05, 0.4), rng.random() < 0.05))
-        stop.wait(SUBMIT_INTERVAL)
-
-
-def render(supervisor: TaskSupervisor, left: float) -> list[str]:
-    """The table of the supervisor's state, as lines."""
-    info = supervisor.get_info()
-    queued = "  ".join(
-        f"{PRIORITY_NAMES[p]} {info.queued[p]:>3}" for p, _ in reversed(PRIORITY_MIX)
-    )
-    return [
-        f"atasker demo: pool {info.thread_pool_size} + {info.thread_reserve_normal} RN"
-        f" + {info.thread_reserve_high} RH, {max(left, 0):4.1f} s left",
-        f"  running {info.thread_tasks_count:>3}"
-        f"   threads {info.thread_pool_threads:>3}",
-        f"  queued   {queued}",
-        f"  delayed {info.delayed:>3}   completed {info.completed:>4}"
-        f"   failed {info.failed:>3}   canceled {info.canceled:>3}",
-    ]
-
-
-def summary(tasks: list[TaskInfo]) -> list[str]:
-    """How long each priority waited in the queue, and how tasks ended."""
-    lines = [f"submitted {len(tasks)} tasks"]
-    for priority, _ in PRIORITY_MIX[::-1]:
-        waits = [
-            t.time_started - t.time_queued
-            for t in tasks
-            if t.priority == priority and t.time_started is not None
-        ]
-        if waits:
-            lines.append(
-                f"  {PRIORITY_NAMES[priority]:<8} started {len(waits):>4}, queue wait "
-                f"median {statistics.median(waits) * 1000:7.1f} ms, "
-                f"max {max(waits) * 1000:7.1f} ms"
-            )
-    completed = sum(t.status == TASK_STATUS_COMPLETED for t in tasks)
-    canceled = sum(t.status == TASK_STATUS_CANCELED for t in tasks)
-    failed = sum(t.exception is not None for t in tasks)
-    lines.append(
-        f"  completed {completed}, failed {failed} (on purpose),"
-        f" canceled at stop {canceled}"
-    )
-    lines.append(f"  every task ended in a final state: {all(t.done() for t in tasks)}")
-    return lines
-
-
-def demo(seconds: float, out: TextIO) -> None:
-    """Run the live demo for ``seconds``."""
-    supervisor = TaskSupervisor(supervisor_id="demo")
-    supervisor.set_thread_pool(pool_size=4, reserve_normal=2, reserve_high=1)
-    supervisor.log_exceptions = False  # failures are counted in the table
-    supervisor.timeout_warning = supervisor.timeout_critical = None
-    supervisor.start()
-    stop = threading.Event()
-    tasks: list[TaskInfo] = []
-    producer = threading.Thread(target=feed, args=(supervisor, stop, tasks))
-    producer.start()
-    in_place = out.isatty()
-    deadline = time.monotonic() + seconds
-    shown = 0
-    next_plain = 0.0
+def seconds_type(text: str) -> float:
+    """``--seconds``: a finite number > 0 (argparse reports the error)."""
     try:
-        while True:
-            left = deadline - time.monotonic()
-            lines = render(supervisor, left)
-            if in_place:
-                if shown:
-                    out.write(f"\x1b[{shown}F\x1b[J")
-                out.write("\n".join(lines) + "\n")
-                shown = len(lines)
-            elif time.monotonic() >= next_plain:
-                out.write(" | ".join(line.strip() for line in lines[1:]) + "\n")
-                next_plain = time.monotonic() + 1.0
-            out.flush()
-            if left <= 0:
-                break
-            stop.wait(min(REFRESH_INTERVAL, left))
-    finally:
-        stop.set()
-        producer.join()
-        out.write("stopping: queued tasks get 2 s to run, the rest are canceled\n")
-        supervisor.stop(wait=2)
-        for task in tasks:  # those still running at the deadline finish soon
-            task.wait()
-    out.write("\n".join(summary(tasks)) + "\n")
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds, got {text!r}"
+        ) from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds > 0, got {text!r}"
+        )
+    return value
+
+
+def plain_parser(**kwargs: Any) -> argparse.ArgumentParser:
+    """An ArgumentParser whose help is plain text (from Python 3.14 it is in
+    colour by default on a terminal)."""
+    if sys.version_info >= (3, 14):
+        kwargs["color"] = False
+    return argparse.ArgumentParser(**kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m atasker``."""
-    parser = argparse.ArgumentParser(prog="python -m atasker", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10.0, help="demo length")
+    """Entry point of ``python -m atasker``; the exit status."""
+    parser = plain_parser(
+        prog="python -m atasker",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--seconds",
+        type=seconds_type,
+        default=10.0,
+        help="how long the demo runs (default: 10)",
+    )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="print plain lines, even on a terminal",
+    )
     commands = parser.add_subparsers(dest="command")
     bench = commands.add_parser("bench", help="compare with ThreadPoolExecutor")
     bench.add_argument("--rounds", type=int, default=5)
@@ -168,9 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "bench":
         benchmark.run(rounds=args.rounds, tasks=args.tasks, mp_tasks=args.mp_tasks)
-    else:
-        demo(args.seconds, sys.stdout)
-    return 0
+        return 0
+    return demo.run(args.seconds, sys.stdout, plain=args.plain)
 
 
 if __name__ == "__main__":
