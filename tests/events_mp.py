@@ -8,19 +8,10 @@ import asyncio
 import datetime
 import time
 
-from atasker import TT_MP, Task, TaskError, current_context
+from atasker import LIFECYCLE_EVENTS, TT_MP, Task, TaskError, current_context
 
 # Every name emit() refuses: the lifecycle's and "reloaded".
-RESERVED = (
-    "queued",
-    "started",
-    "retry",
-    "success",
-    "error",
-    "exception",
-    "canceled",
-    "reloaded",
-)
+RESERVED = (*LIFECYCLE_EVENTS, "reloaded")
 
 
 def double(x):

@@ -40,13 +40,6 @@ def _seconds(value: Any, argument: str) -> float:
     return seconds
 
 
-def _wait(task: Task, seconds: float) -> bool:
-    """Wait ``seconds`` on a thread task's ``stopping``; True once set."""
-    stopping = task.stopping
-    assert isinstance(stopping, threading.Event)
-    return stopping.wait(seconds)
-
-
 def _supervisor() -> Any:
     """The supervisor of the task running in this thread."""
     record = current_task()
@@ -54,15 +47,13 @@ def _supervisor() -> Any:
     return record._owner
 
 
-class Monitor(Task):
-    """Reports stuck tasks and saturated pools (see the module docstring)."""
+class _Periodic(Task):
+    """A built-in task: one round every ``interval`` seconds until stopped,
+    in a thread that runs even when the pools are full; its data checked
+    at ``start_task`` (by making an instance)."""
 
-    NAME = "atasker/monitor"
-    PRIORITY = TASK_CRITICAL  # it must run when the pools are full
-
-    def __init__(self, interval: float = 10, task_timeout: float = 60) -> None:
-        self.interval = _seconds(interval, "interval")
-        self.task_timeout = _seconds(task_timeout, "task_timeout")
+    PRIORITY = TASK_CRITICAL
+    interval: float
 
     @classmethod
     def _check(cls, data: dict[str, Any]) -> None:
@@ -71,10 +62,25 @@ class Monitor(Task):
 
     def start(self) -> None:
         supervisor = _supervisor()
-        while not _wait(self, self.interval):
-            self.check(supervisor)
+        stopping = self.stopping
+        assert isinstance(stopping, threading.Event)
+        while not stopping.wait(self.interval):
+            self.round(supervisor)
 
-    def check(self, supervisor: Any) -> None:
+    def round(self, supervisor: Any) -> None:
+        raise NotImplementedError
+
+
+class Monitor(_Periodic):
+    """Reports stuck tasks and saturated pools (see the module docstring)."""
+
+    NAME = "atasker/monitor"
+
+    def __init__(self, interval: float = 10, task_timeout: float = 60) -> None:
+        self.interval = _seconds(interval, "interval")
+        self.task_timeout = _seconds(task_timeout, "task_timeout")
+
+    def round(self, supervisor: Any) -> None:
         """One round: emit ``stuck`` and ``saturated`` events, and log them."""
         now = time.time()
         waits: dict[str, tuple[float, int]] = {}
@@ -121,11 +127,10 @@ def _queue_wait(record: TaskInfo, now: float) -> float:
     return now - record.time_queued - (record.delay or 0.0)
 
 
-class Cleanup(Task):
+class Cleanup(_Periodic):
     """Drops old finished records (see the module docstring)."""
 
     NAME = "atasker/cleanup"
-    PRIORITY = TASK_CRITICAL
 
     def __init__(
         self, interval: float = 60, max_age: float = 3600, handler: str | None = None
@@ -137,17 +142,7 @@ class Cleanup(Task):
             task_function = names.lookup(handler)
             self.handler = getattr(task_function, "__atasker_function__", task_function)
 
-    @classmethod
-    def _check(cls, data: dict[str, Any]) -> None:
-        super()._check(data)
-        cls(**data)
-
-    def start(self) -> None:
-        supervisor = _supervisor()
-        while not _wait(self, self.interval):
-            self.clean(supervisor)
-
-    def clean(self, supervisor: Any) -> None:
+    def round(self, supervisor: Any) -> None:
         """One round: drop the records, call the handler with each."""
         dropped = supervisor._registry.drop_finished_before(time.time() - self.max_age)
         if not dropped:
