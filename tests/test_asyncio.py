@@ -256,3 +256,24 @@ def test_stop_waits_for_coroutine_tasks(make_supervisor) -> None:
     task = background_task(short, supervisor=sup)()
     sup.stop()
     assert task.result == "done"
+
+
+def test_a_running_coroutine_task_canceled_by_the_stop_says_stopped(
+    aloop_supervisor,
+) -> None:
+    # As a thread or process task the stop cancels: "canceled" would say
+    # cancel() was called.
+    started = threading.Event()
+
+    async def forever():
+        started.set()
+        await asyncio.sleep(3600)
+
+    task = background_task(forever, supervisor=aloop_supervisor)()
+    canceled = background_task(forever, supervisor=aloop_supervisor)()
+    assert started.wait(WAIT)
+    assert canceled.cancel("mine") is True
+    aloop_supervisor.stop(wait=WAIT, cancel_tasks=True)
+    assert task.wait(WAIT)
+    assert (task.status, task.cancel_reason) == (TASK_STATUS_CANCELED, "stopped")
+    assert (canceled.status, canceled.cancel_reason) == (TASK_STATUS_CANCELED, "mine")

@@ -78,7 +78,14 @@ async def _run_coroutine(task: TaskInfo) -> None:
             for limit in limits:
                 limit.cancel()
     except asyncio.CancelledError:
-        task._finish(TASK_STATUS_CANCELED, attempt=attempt)
+        # Not by cancel(): by the stop (its loop's tasks are cancelled), as
+        # a thread or process task the stop cancels says.
+        owner = task._owner
+        stopping = not task.cancel_requested and not (
+            owner is None or owner._takes_attempts()
+        )
+        reason = "stopped" if stopping else None
+        task._finish(TASK_STATUS_CANCELED, attempt=attempt, reason=reason)
         raise
     except BaseException as exc:
         if task.cancel_requested:  # cancel() said True: it ends so
