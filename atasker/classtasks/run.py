@@ -329,7 +329,7 @@ async def run_class_async(task_class: type[Task], /, **data: Any) -> Any:
 
 
 def _control_of(record: Any) -> Any:
-    """The record's ClassRun (control.py)."""
+    """The record's ClassRun (classrun.py)."""
     extra = record._extra
     control = None if extra is None else extra.class_run
     assert control is not None
