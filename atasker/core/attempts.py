@@ -126,7 +126,7 @@ class AttemptState:
         self.feed: Any = None
         self.children: list[Any] | None = None
         self.replaced_by: Any = None
-        self.class_run: Any = None  # a class task's control (classtasks/control.py)
+        self.class_run: Any = None  # a class task's ClassRun (classtasks/classrun.py)
 
 
 def cause_of(exception: BaseException) -> BaseException:
