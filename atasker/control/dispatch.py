@@ -260,7 +260,7 @@ class TaskDispatch(TaskRelease):
             pickle_as: what to pickle as the target of a process task
                 (default ``target``); see TaskFunction.
             follow: the tasks it follows in a chain or chord (workflows).
-            class_run: a class task's ClassRun (classtasks/control.py).
+            class_run: a class task's ClassRun (classtasks/classrun.py).
         """
         pool, timer = self._pool, self._timer
         if pool is None or timer is None or not self._active:

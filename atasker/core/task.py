@@ -110,7 +110,7 @@ class TaskInfo(TaskLinks):
     time_queued, time_started, callback, delay, args, kwargs, target``; and
     ``name, time_completed, exception, traceback`` (the traceback as text),
     ``retries, attempts, cancel_reason, state, meta, eta, expires``;
-    ``parent, children`` (workflows).
+    ``parent, children`` (workflows); ``reloads`` (class tasks).
     Times are ``time.time()`` values. Read them freely; only the record's own
     methods change them.
     """
