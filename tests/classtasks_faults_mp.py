@@ -17,7 +17,7 @@ import time
 import types
 from typing import Any
 
-from classtasks_mp import WAIT, Listener, tell, wait_stopping
+from classtasks_mp import WAIT, Listener, read_message, tell, wait_stopping
 
 from atasker import TT_MP, Task
 from atasker.pools import mpworker
@@ -143,19 +143,8 @@ class AskingListener(Listener):
     def answer(self, before: Any) -> Any:
         """Receive the next message (an ask), call ``before(message)``, then
         let the asker go on; the message."""
-        try:
-            connection, _ = self._socket.accept()
-        except socket.timeout:
-            raise AssertionError("no task asked anything") from None
-        with connection:
-            connection.settimeout(WAIT)
-            chunks = []
-            while True:
-                chunk = connection.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            message = json.loads(b"".join(chunks))
+        with self.accept("asked") as connection:
+            message = read_message(connection)
             before(message)
             connection.sendall(b"go")
         return message

@@ -22,6 +22,17 @@ from atasker import TT_MP, Task
 WAIT = 10.0
 
 
+def read_message(connection):
+    """The JSON value a task sent on ``connection`` (until it shut its side)."""
+    chunks = []
+    while True:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return json.loads(b"".join(chunks))
+
+
 class Listener:
     """Where the test hears from tasks: each :func:`tell` is one message,
     received in the order the tasks sent them."""
@@ -35,19 +46,17 @@ class Listener:
 
     def receive(self):
         """The next message (a JSON value); AssertionError after WAIT."""
+        with self.accept("told") as connection:
+            return read_message(connection)
+
+    def accept(self, what):
+        """The next task's connection; AssertionError after WAIT."""
         try:
             connection, _ = self._socket.accept()
         except socket.timeout:
-            raise AssertionError("no task told anything") from None
-        with connection:
-            connection.settimeout(WAIT)
-            chunks = []
-            while True:
-                chunk = connection.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        return json.loads(b"".join(chunks))
+            raise AssertionError(f"no task {what} anything") from None
+        connection.settimeout(WAIT)
+        return connection
 
     def close(self):
         self._socket.close()
