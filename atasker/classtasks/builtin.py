@@ -25,6 +25,7 @@ from ..core.constants import (
 )
 from ..core.task import TaskInfo, current_task
 from ..core.validation import check_limit
+from ..pools.queuewait import queue_wait
 from .base import Task
 
 logger = logging.getLogger("atasker")
@@ -92,7 +93,7 @@ class Monitor(_Periodic):
             elif record.status == TASK_STATUS_QUEUED and record.tt in POOL_NAMES:
                 pool = POOL_NAMES[record.tt]
                 waited, count = waits.get(pool, (0.0, 0))
-                waits[pool] = (max(waited, _queue_wait(record, now)), count + 1)
+                waits[pool] = (max(waited, queue_wait(record, now)), count + 1)
         warning = supervisor.timeout_warning
         for pool, (waited, count) in waits.items():
             if warning is not None and waited > warning:
@@ -118,13 +119,6 @@ class Monitor(_Periodic):
             "stuck",
             {"task_id": record.id, "task_name": record.name, "seconds": seconds},
         )
-
-
-def _queue_wait(record: TaskInfo, now: float) -> float:
-    extra = record._extra
-    if extra is not None and extra.queued_at is not None:
-        return now - extra.queued_at
-    return now - record.time_queued - (record.delay or 0.0)
 
 
 class Cleanup(_Periodic):

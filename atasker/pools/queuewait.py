@@ -43,13 +43,7 @@ class QueueWaitReports:
 
     def _run_thread_task(self, task: TaskInfo) -> None:
         """Pool thread: report a long queue wait, then run the task."""
-        # time_queued is the submit time; a delay, a retry's wait or a wait
-        # for dependencies is not time spent queued.
-        extra = task._extra
-        if extra is not None and extra.queued_at is not None:
-            waited = time.time() - extra.queued_at
-        else:
-            waited = time.time() - task.time_queued - (task.delay or 0.0)
+        waited = queue_wait(task, time.time())
         critical, warning = self.timeout_critical, self.timeout_warning
         if critical is not None and waited > critical:
             _report_wait(task, waited, logging.CRITICAL, self.timeout_critical_func)
@@ -59,6 +53,18 @@ class QueueWaitReports:
             task.run()  # atasker 0.7's options only: the short path
         else:
             run_attempt(task, self._limits)
+
+
+def queue_wait(task: TaskInfo, now: float) -> float:
+    """Seconds ``task`` has waited in its queue by ``now``.
+
+    ``time_queued`` is the submit time; a delay, a retry's wait or a wait
+    for dependencies is not time spent queued.
+    """
+    extra = task._extra
+    if extra is not None and extra.queued_at is not None:
+        return now - extra.queued_at
+    return now - task.time_queued - (task.delay or 0.0)
 
 
 def _report_wait(
