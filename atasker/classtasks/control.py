@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Any
 from ..core.constants import (
     FINAL_STATUSES,
     TASK_STATUS_CANCELED,
-    TASK_STATUS_DELAYED,
-    TASK_STATUS_QUEUED,
     TASK_STATUS_STARTED,
     TT_COROUTINE,
 )
@@ -56,6 +54,8 @@ class ClassTaskControl:
     if TYPE_CHECKING:  # the supervisor's other parts'
 
         def _submit(self, *args: Any, **kwargs: Any) -> TaskInfo: ...
+
+        def get_task(self, task_id: TaskInfo | str) -> TaskInfo | None: ...
 
     def __init__(self) -> None:
         super().__init__()
@@ -182,16 +182,10 @@ class ClassTaskControl:
         record, run = self._class_record(task_id)
         new = run.data if data is None else _check_data(data)
         run.task_class._check(new)
-        waiting = (TASK_STATUS_QUEUED, TASK_STATUS_DELAYED)
-        while True:  # until one of these holds (its status may change meanwhile)
+        # Until one holds (its status may change meanwhile).
+        while not record._cancel_waiting("reloaded") and not record.is_completed():
             if record.status == TASK_STATUS_STARTED and run.request(record, new):
                 return record
-            if record._finish(
-                TASK_STATUS_CANCELED, only_from=waiting, reason="reloaded"
-            ):
-                break
-            if record.is_completed():
-                break
         run.ended()  # its end starts nothing now: this does
         return self._start_class(
             run.task_class, run.options, new, record.id, run.reloads + 1
@@ -216,17 +210,14 @@ class ClassTaskControl:
         )
 
     def _class_record(self, task_id: Any) -> tuple[TaskInfo, ClassRun]:
-        if isinstance(task_id, TaskInfo):
-            task_id = task_id.id
-        record = self._registry.get(str(task_id))
+        record = self.get_task(task_id)
         if record is None:
             raise UnknownTaskError(
                 f"no record of task {task_id!r}: unknown, or finished and no "
                 f"longer kept (keep_finished={self._registry.keep_finished}, "
                 f"keep_finished_age={self._registry.keep_finished_age})"
             )
-        extra = record._extra
-        run = None if extra is None else extra.class_run
+        run = record._class_run()
         if not isinstance(run, ClassRun):
             raise ValueError(
                 f"task {record.id} ({record.name}) is not a class task: "
@@ -261,9 +252,8 @@ class ClassTaskControl:
     def _class_task_ended(self, record: TaskInfo) -> None:
         """A class task's record is final: a reload that did not reach its
         process starts it again."""
-        extra = record._extra
-        run = None if extra is None else extra.class_run
-        if not isinstance(run, ClassRun):
+        run = record._class_run()
+        if run is None:
             return
         pending = run.ended()
         if pending is NOTHING or record.status == TASK_STATUS_CANCELED:
@@ -276,9 +266,8 @@ class ClassTaskControl:
     def _class_task_reloaded(self, record: TaskInfo, data: Any) -> None:
         """A process class task's worker began the run of a reload: a retry
         runs with this data from now on."""
-        extra = record._extra
-        run = None if extra is None else extra.class_run
-        if not isinstance(run, ClassRun):
+        run = record._class_run()
+        if run is None:
             return
         run.acknowledged(data)
         payload = pickle_payload(run_class, (run.task_class,), data, wire_info(record))
@@ -288,11 +277,8 @@ class ClassTaskControl:
 
     def _stop_class(self, record: TaskInfo, run: ClassRun) -> None:
         """Ask a class task to stop, whatever its state (see stop_task)."""
-        waiting = (TASK_STATUS_QUEUED, TASK_STATUS_DELAYED)
         while not record.is_completed():
-            if record._finish(
-                TASK_STATUS_CANCELED, only_from=waiting, reason="stopped"
-            ):
+            if record._cancel_waiting("stopped"):
                 return
             if record.tt == TT_COROUTINE:
                 # Not a cancel of its coroutine: run_class_async notes it.
@@ -307,9 +293,8 @@ class ClassTaskControl:
     def _stop_class_tasks(self) -> None:
         """The supervisor stops: every class task is asked to stop."""
         for record in self._registry.active():
-            extra = record._extra
-            run = None if extra is None else extra.class_run
-            if isinstance(run, ClassRun):
+            run = record._class_run()
+            if run is not None:
                 self._stop_class(record, run)
 
 

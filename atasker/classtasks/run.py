@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from ..core.context import TaskContext, current_context
 from ..core.errors import TaskCancelledError
-from ..core.task import current_task
+from ..core.task import TaskInfo, current_task
 from ..pools import mpworker
 from .base import Task
 
@@ -328,9 +328,8 @@ async def run_class_async(task_class: type[Task], /, **data: Any) -> Any:
         control.detach(local)
 
 
-def _control_of(record: Any) -> Any:
+def _control_of(record: TaskInfo) -> Any:
     """The record's ClassRun (classrun.py)."""
-    extra = record._extra
-    control = None if extra is None else extra.class_run
+    control = record._class_run()
     assert control is not None
     return control

@@ -255,29 +255,32 @@ class TaskInfo(TaskLinks):
             True if the task is now canceled (or was already), False if it
             runs on or has finished otherwise.
         """
-        waiting = (TASK_STATUS_QUEUED, TASK_STATUS_DELAYED)
         if self.status == TASK_STATUS_CANCELED:
             return True
-        if self._finish(TASK_STATUS_CANCELED, only_from=waiting, reason=reason):
+        if self._cancel_waiting(reason):
             return True
         if self.status == TASK_STATUS_STARTED and self._owner is not None:
             if self._owner._cancel_running(self, reason):
                 return True
             # It may have gone back to DELAYED meanwhile, for a retry.
-            return self._finish(TASK_STATUS_CANCELED, only_from=waiting, reason=reason)
+            return self._cancel_waiting(reason)
         return False
+
+    def _cancel_waiting(self, reason: str | None, defer: Defer | None = None) -> bool:
+        """CANCELED if it is queued or delayed (it never runs); True if so."""
+        return self._finish(
+            TASK_STATUS_CANCELED,
+            only_from=(TASK_STATUS_QUEUED, TASK_STATUS_DELAYED),
+            defer=defer,
+            reason=reason,
+        )
 
     def _expire(self, defer: Defer | None = None) -> bool:
         """Its ``expires`` time came: CANCELED ("expired") unless it started
         (a task waiting for its next attempt has)."""
         if self.time_started is not None:
             return False
-        return self._finish(
-            TASK_STATUS_CANCELED,
-            only_from=(TASK_STATUS_QUEUED, TASK_STATUS_DELAYED),
-            defer=defer,
-            reason="expired",
-        )
+        return self._cancel_waiting("expired", defer)
 
     def set_queued(self) -> bool:
         """DELAYED -> QUEUED, when the due time comes; False if canceled.
@@ -586,9 +589,13 @@ class TaskInfo(TaskLinks):
     @property
     def reloads(self) -> int:
         """Times a class task was reloaded (``reload_task``) under this id."""
-        extra = self._extra
-        run = None if extra is None else extra.class_run
+        run = self._class_run()
         return 0 if run is None else int(run.reloads)
+
+    def _class_run(self) -> Any:
+        """A class task's ClassRun (classtasks/classrun.py), else None."""
+        extra = self._extra
+        return None if extra is None else extra.class_run
 
 
 def _close_coroutines(args: tuple[Any, ...]) -> None:
