@@ -96,6 +96,17 @@ class LocalRun:
                 self._lock.notify_all()
         return True
 
+    def _made(
+        self, context: TaskContext, stopping: Any, data: Mapping[str, Any]
+    ) -> tuple[Task, bool]:
+        """A new instance, its ``__init__`` run; and True if a request came
+        first (its ``stop()`` is due now, before ``start``)."""
+        instance = _make(self.task_class, context, stopping)
+        if self._asked():
+            stopping.set()
+        instance.__init__(**data)  # type: ignore[misc]
+        return instance, self._ready(instance)
+
     def _asked(self) -> bool:
         """True if a stop or reload was asked (an instance that is made sees
         ``stopping`` set)."""
@@ -132,12 +143,9 @@ class LocalRun:
             reload = NOTHING
             try:
                 with _entered(self.task_class):
-                    instance = _make(self.task_class, context, stopping)
-                    if self._asked():
-                        stopping.set()
                     try:
-                        instance.__init__(**data)  # type: ignore[misc]
-                        if self._ready(instance):
+                        instance, stop_now = self._made(context, stopping, data)
+                        if stop_now:
                             _stop_instance(instance)
                         result = instance.start()
                     finally:
@@ -159,12 +167,9 @@ class LocalRun:
             reload = NOTHING
             try:
                 async with _entered_async(self.task_class):
-                    instance = _make(self.task_class, context, stopping)
-                    if self._asked():
-                        stopping.set()
                     try:
-                        instance.__init__(**data)  # type: ignore[misc]
-                        if self._ready(instance):
+                        instance, stop_now = self._made(context, stopping, data)
+                        if stop_now:
                             self._stop_async(instance)
                         result = await instance.start()
                     finally:
