@@ -33,6 +33,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Callable, NamedTuple
 
+from .validation import check_count
+
 logger = logging.getLogger("atasker")
 
 # What every task publishes of itself (emit() may not use these names).
@@ -80,11 +82,9 @@ def check_event_name(event: Any) -> str:
 
 
 def _check_buffer(buffer: Any) -> int:
-    if isinstance(buffer, bool) or not isinstance(buffer, int):
-        raise TypeError(f"buffer must be an int >= 1; got {buffer!r}")
-    if buffer < 1:
-        raise ValueError(f"buffer must be an int >= 1; got {buffer!r}")
-    return buffer
+    if check_count(buffer, "buffer") == 0:
+        raise ValueError("buffer must be an int >= 1; got 0")
+    return int(buffer)
 
 
 class _Listener:
