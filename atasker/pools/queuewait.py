@@ -43,7 +43,13 @@ class QueueWaitReports:
 
     def _run_thread_task(self, task: TaskInfo) -> None:
         """Pool thread: report a long queue wait, then run the task."""
-        waited = queue_wait(task, time.time())
+        # queue_wait(), inlined: a call costs a no-op task 0.7% more
+        # instructions (callgrind), and this runs before every thread task.
+        extra = task._extra
+        if extra is not None and extra.queued_at is not None:
+            waited = time.time() - extra.queued_at
+        else:
+            waited = time.time() - task.time_queued - (task.delay or 0.0)
         critical, warning = self.timeout_critical, self.timeout_warning
         if critical is not None and waited > critical:
             _report_wait(task, waited, logging.CRITICAL, self.timeout_critical_func)
