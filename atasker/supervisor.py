@@ -7,6 +7,7 @@ the timer and the pools.
                    + TaskDispatch (dispatch.py): records to pools and back
                    + TaskEvents (eventing.py): subscribe, events
                    + ClassTaskControl (classtasks/control.py): class tasks
+                   + ExternalPools (extpools.py): add_pool, remove_pool, mp_pool
                    + TaskLookup (info.py): get_task, get_tasks, get_info
                    + ThreadPoolConfig, ProcessPoolConfig, QueueWaitReports
                    + aloops, async jobs (aloop.py, jobs.py), schedulers
@@ -27,6 +28,7 @@ from .aio.jobs import JobSchedulerRegistry
 from .classtasks.control import ClassTaskControl
 from .control.dispatch import TaskDispatch
 from .control.eventing import TaskEvents
+from .control.extpools import ExternalPools
 from .control.info import TaskLookup
 from .control.lifecycle import (
     RUNNING,
@@ -48,7 +50,6 @@ from .core.validation import (
 from .pools.mpconfig import ProcessPoolConfig
 from .pools.mpthreads import UserCodeThread
 from .pools.pool import AdmittingPool, remaining
-from .pools.processpool import ProcessPool
 from .pools.queuewait import QueueWaitReports
 from .pools.threadattempt import ThreadLimits
 from .pools.threadconfig import ThreadPoolConfig
@@ -72,6 +73,7 @@ class TaskSupervisor(
     TaskDispatch,
     TaskEvents,
     ClassTaskControl,
+    ExternalPools,
     TaskLookup,
     QueueWaitReports,
     ThreadPoolConfig,
@@ -214,6 +216,7 @@ class TaskSupervisor(
                     pool.shutdown(None)
                     self._pool = self._timer = None
                     raise
+            self._start_external_pools()
         logger.info(
             "supervisor %s started, thread pool: %s + %s RN + %s RH",
             self.id,
@@ -288,10 +291,14 @@ class TaskSupervisor(
         assert pool is not None and timer is not None
         # Before the pools close: a cancel_tasks from a later stop() then
         # finds them, whenever it comes.
-        request.on_hurry(lambda: self._hurry(request, pool, mp_pool))
-        dropped = [*timer.stop(), *pool.close(request.cancel_tasks)]
+        external = self._external_pools()
+        pools: list[AdmittingPool] = [pool, *external]
         if mp_pool is not None:
-            dropped += mp_pool.close(request.cancel_tasks)
+            pools.append(mp_pool)
+        request.on_hurry(lambda: self._hurry(request, pools))
+        dropped = timer.stop()
+        for each in pools:
+            dropped += each.close(request.cancel_tasks)
         # First what waits in no queue (for its dependencies, or its next
         # attempt while that attempt's hooks run): only the stop can end it.
         # Newest first, and before the tasks above: a dependant then ends
@@ -312,6 +319,7 @@ class TaskSupervisor(
         # ends its worker processes, so it goes last.
         for task in pool.shutdown(request.deadline):
             task.set_canceled(reason="stopped")
+        self._stop_external_pools(request.deadline)
         if mp_pool is not None:
             for task in mp_pool.shutdown(request.deadline):
                 task.set_canceled(reason="stopped")
@@ -329,11 +337,8 @@ class TaskSupervisor(
             self._mp_pool = None  # a restart makes a new one
 
     @staticmethod
-    def _hurry(
-        request: StopRequest, pool: ThreadPool, mp_pool: ProcessPool | None
-    ) -> None:
+    def _hurry(request: StopRequest, pools: list[AdmittingPool]) -> None:
         """A later stop() made this one more urgent."""
-        pools: list[AdmittingPool] = [pool] if mp_pool is None else [pool, mp_pool]
         for each in pools:
             if request.cancel_tasks:
                 for task in each.close(True):
@@ -357,6 +362,7 @@ class TaskSupervisor(
         self._pool = self._timer = None
         self._limits = None
         self._mp_pool = None
+        self._external, self._replaced = {}, []  # the parent's threads
         self._user_code = UserCodeThread(f"supervisor_{self.id}_callbacks")
         self._registry = TaskRegistry(
             self._registry.keep_finished, self._registry.keep_finished_age

@@ -162,7 +162,11 @@ class TaskFunction:
             plain=plain,
             task_id=task_id,
             pass_task_id=pass_task_id,
-            pickle_as=self._pickle_as() if tt == TT_MP else None,
+            pickle_as=(
+                self._pickle_as()
+                if tt == TT_MP or (not plain and options.pool is not None)
+                else None
+            ),
             follow=follow,
         )
 

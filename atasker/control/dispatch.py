@@ -53,6 +53,8 @@ from ..core.validation import (
     check_callable,
     check_kwargs,
 )
+from ..pools.executors import payload_of
+from ..pools.external import ExternalPool
 from ..pools.mpcodec import accepts_task_id, pickle_payload, wire_info
 from ..pools.mpthreads import UserCodeThread
 from ..pools.mpworker import SOFT_LIMITS
@@ -85,6 +87,8 @@ class TaskDispatch(TaskRelease):
         def _active(self) -> bool: ...
 
         def _mp_submitter(self) -> Callable[[TaskInfo], bool]: ...
+
+        def _external_pool(self, name: str | None, tt: int) -> ExternalPool | None: ...
 
         def resolve_loop(self, loop: Any) -> asyncio.AbstractEventLoop: ...
 
@@ -314,8 +318,8 @@ class TaskDispatch(TaskRelease):
                 if follow.feed is not None:
                     follow.pickle_as = pickle_as
                     extra.feed = follow
-        if tt != TT_THREAD:
-            self._prepare(task, pickle_as, options.loop)
+        if tt != TT_THREAD or (not plain and options.pool is not None):
+            self._prepare(task, pickle_as, options)
         self._registry.add(task)
         if not plain and (options.link or options.link_error):
             try:
@@ -341,8 +345,8 @@ class TaskDispatch(TaskRelease):
                 accepted = True
             elif delay:
                 accepted = timer.schedule(task, delay)
-            elif tt == TT_THREAD:  # _enqueue() inlined: 1% of a no-op task
-                accepted = pool.submit(task)
+            elif tt == TT_THREAD and task.handle is None:  # _enqueue() inlined
+                accepted = pool.submit(task)  # (1% of a no-op task)
             else:
                 accepted = self._enqueue(task)
         except BaseException:
@@ -379,10 +383,22 @@ class TaskDispatch(TaskRelease):
         with task._lock:
             task._extra_locked().children = children
 
-    def _prepare(self, task: TaskInfo, pickle_as: Any, loop: Any) -> None:
-        """What a task needs before it is queued: a process task's payload
-        (pickled now: what cannot be is refused at the call), a coroutine
-        task's loop."""
+    def _prepare(self, task: TaskInfo, pickle_as: Any, options: TaskOptions) -> None:
+        """What a task needs before it is queued: its external pool, if it
+        goes to one; a process task's payload (pickled now: what cannot be
+        is refused at the call); a coroutine task's loop.
+
+        Raises:
+            ValueError, TypeError: no such pool; what cannot be pickled.
+        """
+        external = task.handle
+        if type(external) is not ExternalPool:  # (a chain's task: known)
+            external = self._external_pool(options.pool, task.tt)
+        if external is not None:
+            task.handle = external
+            if external.adapter.pickles:
+                task.payload = payload_of(task, pickle_as)
+            return
         if task.tt == TT_MP:
             assert task.target is not None
             if task.options.soft_time_limit is not None and not SOFT_LIMITS:
@@ -397,10 +413,12 @@ class TaskDispatch(TaskRelease):
                 wire_info(task),
             )
         elif task.tt == TT_COROUTINE:
-            task.handle = self.resolve_loop(loop)
+            task.handle = self.resolve_loop(options.loop)
 
     def _enqueue(self, task: TaskInfo) -> bool:
         """Hand a QUEUED task to its pool or loop; False if that refuses it."""
+        if type(task.handle) is ExternalPool:
+            return task.handle.submit(task)
         if task.tt == TT_MP:
             return self._mp_submitter()(task)
         if task.tt == TT_COROUTINE:
@@ -445,6 +463,9 @@ class TaskDispatch(TaskRelease):
             )
         if replacement is not None:  # it ends as its replacement does
             return bool(replacement.cancel(reason))
+        handle = task.handle
+        if type(handle) is ExternalPool:
+            return handle.cancel_running(task, reason)
         if task.tt == TT_MP:
             # The pool that runs it (set when it started), not the current
             # one: a restart may have made another.

@@ -16,6 +16,7 @@ from ..core.constants import (
 )
 from ..core.registry import TaskRegistry
 from ..core.task import TaskInfo, current_task
+from ..pools.external import ExternalPool
 
 
 class TaskLookup:
@@ -110,7 +111,9 @@ def supervisor_info(
         abandoned_threads`` (threads still running a task past its time
         limit and grace, no longer counted), ``queued``
         (priority -> count), ``mp_queued, mp_pids, default_aloop, delayed,
-        completed, failed, canceled, kept_finished``.
+        completed, failed, canceled, kept_finished``; ``pools`` (name ->
+        PoolInfo of each external pool: ``size, reserve_normal,
+        reserve_high, running, queued``).
     """
     registry = supervisor._registry
     active = registry.active()
@@ -128,7 +131,13 @@ def supervisor_info(
         canceled=registry.canceled,
         kept_finished=registry.finished_count(),
     )
-    running = [t for t in active if t.status == TASK_STATUS_STARTED]
+    info.pools = supervisor._pools_info()
+    # Tasks in the built-in pools (an external pool's are in ``pools``).
+    running = [
+        t
+        for t in active
+        if t.status == TASK_STATUS_STARTED and type(t.handle) is not ExternalPool
+    ]
     if threads:
         pool = supervisor._pool
         thread_ids = [t.id for t in running if t.tt == TT_THREAD]

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.constants import TASK_STATUS_DELAYED, TT_COROUTINE, TT_MP
+from ..core.constants import TASK_STATUS_DELAYED, TT_COROUTINE
 from ..core.errors import SupervisorNotRunningError
 from ..core.options import TaskOptions
 from ..core.registry import TaskRegistry
@@ -49,7 +49,9 @@ class TaskRelease:
 
         def _run_user_code(self, notify: Any) -> None: ...
 
-        def _prepare(self, task: TaskInfo, pickle_as: Any, loop: Any) -> None: ...
+        def _prepare(
+            self, task: TaskInfo, pickle_as: Any, options: TaskOptions
+        ) -> None: ...
 
     def _release(self, task: TaskInfo, wait: float) -> bool:
         """A DELAYED task (its dependencies met, or another attempt due) may
@@ -101,7 +103,7 @@ class TaskRelease:
         workflow gets their results first."""
         extra = task._extra
         if extra is not None and extra.feed is not None:
-            if task.tt == TT_MP:  # pickling its payload again: user code
+            if task.payload is not None:  # pickling it again: user code
                 self._run_user_code(lambda: self._fed(task))
             else:
                 self._fed(task)
@@ -131,8 +133,8 @@ class TaskRelease:
                 return
             follow, extra.feed = extra.feed, None
             task.args = (follow.value(), *task.args)
-        if task.tt == TT_MP:
-            self._prepare(task, follow.pickle_as, None)
+        if task.payload is not None:
+            self._prepare(task, follow.pickle_as, task.options)
             if task.done():  # canceled meanwhile: keep nothing it ran
                 task.payload = None
 

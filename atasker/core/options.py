@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "link_error": (),
     "loop": None,
     "supervisor": None,
+    "pool": None,
 }
 
 # The options that say when a task runs: given per call, they replace all of
@@ -193,6 +194,14 @@ def _check_loop(value: Any, argument: str) -> Any:
     )
 
 
+def _check_pool(value: Any, argument: str) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise TypeError(
+        f"{argument} must be the name of a pool (add_pool()) or None; got {value!r}"
+    )
+
+
 def _check_supervisor(value: Any, argument: str) -> Any:
     if value is None or isinstance(value, SupervisorLike):
         return value
@@ -222,6 +231,7 @@ CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "link_error": _check_links,
     "loop": _check_loop,
     "supervisor": _check_supervisor,
+    "pool": _check_pool,
 }
 
 
@@ -267,6 +277,7 @@ class TaskOptions:
     link_error: tuple[Any, ...]
     loop: Any
     supervisor: Any
+    pool: str | None
     _mapping: Mapping[str, Any]
     _extended: frozenset[str] | None  # non-default options beyond 0.7's
     end_hooks: bool  # on_success, on_error or after_return is set
@@ -281,6 +292,13 @@ class TaskOptions:
             raise ValueError(
                 f"soft_time_limit ({soft}) must be less than time_limit ({hard})"
             )
+        if values["pool"] is not None:
+            for option in ("bind", "soft_time_limit"):
+                if values[option] not in (None, False):
+                    raise ValueError(
+                        f"pool={values['pool']!r} cannot be given with {option}: "
+                        "an executor's task has no context and no soft limit"
+                    )
         for key, value in values.items():
             object.__setattr__(self, key, value)
         object.__setattr__(self, "_mapping", types.MappingProxyType(values))

@@ -90,7 +90,7 @@ def pickle_payload(
     target: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
-    info: WireInfo,
+    info: WireInfo | None,
 ) -> bytes:
     """Pickle a process task, or raise a TypeError that says what cannot be.
 

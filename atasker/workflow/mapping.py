@@ -62,7 +62,7 @@ def map_chunks(
     supervisor = merged.supervisor or task_supervisor
     tt = task_function._task_type(merged)
     if buffersize is None:
-        buffer = max(8, 4 * _workers(supervisor, tt))
+        buffer = max(8, 4 * _workers(supervisor, tt, merged.pool))
     else:
         buffer = check_count(buffersize, "buffersize")
         if buffer < 1:
@@ -81,7 +81,8 @@ def map_chunks(
                 "chunksize: a coroutine task function maps one item per task "
                 "(chunksize=1)"
             )
-        function = task_function._pickle_as() if tt == TT_MP else None
+        pickled = tt == TT_MP or merged.pool is not None
+        function = task_function._pickle_as() if pickled else None
         function = function or task_function.run
         chunk_options = merged.replace(bind=False)  # run_chunk binds itself
 
@@ -106,8 +107,14 @@ def _chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _workers(supervisor: Any, tt: int) -> int:
-    """About how many tasks of type ``tt`` run at once on ``supervisor``."""
+def _workers(supervisor: Any, tt: int, pool_name: str | None) -> int:
+    """About how many tasks of type ``tt`` (in pool ``pool_name``, if
+    given) run at once on ``supervisor``."""
+    if pool_name is not None:
+        info = supervisor._pools_info().get(pool_name)
+        if info is None or not info.size:
+            return 8
+        return int(info.size + info.reserve_normal + info.reserve_high)
     if tt == TT_MP:
         pool = getattr(supervisor, "_mp_pool", None)
         if pool is not None:

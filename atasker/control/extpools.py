@@ -1,0 +1,306 @@
+"""External pools: add_pool, remove_pool, atasker 0.7's ``mp_pool`` (mixed
+into the supervisor).
+
+::
+
+    add_pool(name, executor, size, ...) ──> PoolSpec (kept across restarts)
+        start() / at once if running ──> ExternalPool (pools/external.py)
+    a task with pool=name ──> that ExternalPool
+    a TT_MP task while mp_pool is a multiprocessing Pool ──> the pool "mp_pool"
+    stop() ──> each drains like the built-in pools; a shutdown=True executor
+        is shut down and its pool forgotten
+    remove_pool(name, wait) ──> the same for one pool
+
+The executors are their owners': atasker shuts one down only when it was
+added with ``shutdown=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..core.constants import TT_COROUTINE, TT_MP
+from ..core.timer import Timer
+from ..core.validation import check_count, check_wait
+from ..pools.executors import Adapter, PoolAdapter, adapter_for
+from ..pools.external import ExternalPool, PoolInfo
+from ..pools.pool import Deadline
+from ..pools.processpool import ProcessPool
+
+logger = logging.getLogger("atasker")
+
+# The pool that ``mp_pool = multiprocessing.Pool(...)`` makes.
+MP_POOL = "mp_pool"
+
+
+@dataclass
+class PoolSpec:
+    """What ``add_pool`` was given (checked)."""
+
+    name: str
+    executor: Any
+    adapter: Adapter
+    size: int
+    reserve_normal: int
+    reserve_high: int
+    shutdown: bool
+
+
+class ExternalPools:
+    """``add_pool``, ``remove_pool``, ``mp_pool``; the pools they make."""
+
+    id: str
+    _state_lock: threading.RLock
+    _timer: Timer | None
+    _mp_pool: ProcessPool | None
+    mp_pool_size: int
+    mp_reserve_normal: int
+    mp_reserve_high: int
+
+    if TYPE_CHECKING:  # the supervisor's
+
+        @property
+        def _active(self) -> bool: ...
+
+        def _run_user_code(self, notify: Callable[[], None]) -> None: ...
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pool_specs: dict[str, PoolSpec] = {}
+        # While running: the pools of the specs, by name.
+        self._external: dict[str, ExternalPool] = {}
+        # mp_pool pools replaced while running: they end their queued tasks,
+        # then stop() ends them.
+        self._replaced: list[ExternalPool] = []
+
+    def add_pool(
+        self,
+        name: str,
+        executor: Any,
+        size: int,
+        reserve_normal: int = 0,
+        reserve_high: int = 0,
+        shutdown: bool = False,
+    ) -> None:
+        """Run tasks with ``pool=name`` on ``executor``, behind our queue.
+
+        A task waits in the supervisor's exact-priority queue and is handed
+        to the executor only while fewer tasks than its priority allows are
+        in flight there (the reserve rule of :meth:`set_thread_pool`; a
+        CRITICAL task at once). The pool is made at once if the supervisor
+        runs, else by ``start()``, and stays across restarts.
+
+        Args:
+            name: the name tasks give as ``pool=``.
+            executor: a ``concurrent.futures.Executor`` (threads, processes,
+                Dask's ``client.get_executor()``) or a ``multiprocessing``
+                Pool.
+            size, reserve_normal, reserve_high: the reserve rule; ``size=0``
+                hands every task over at once.
+            shutdown: ``stop()`` and ``remove_pool()`` shut the executor
+                down (it is otherwise its owner's), and ``stop()`` forgets
+                the pool.
+
+        Raises:
+            TypeError, ValueError: a bad argument, or a name already added
+                (named in the message).
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str; got {name!r}")
+        if name == MP_POOL:
+            raise ValueError(
+                f"name {MP_POOL!r} is the pool of the mp_pool attribute: choose another"
+            )
+        spec = PoolSpec(
+            name,
+            executor,
+            adapter_for(executor),
+            check_count(size, "size"),
+            check_count(reserve_normal, "reserve_normal"),
+            check_count(reserve_high, "reserve_high"),
+            bool(shutdown),
+        )
+        with self._state_lock:
+            if name in self._pool_specs:
+                raise ValueError(
+                    f"supervisor {self.id} already has a pool {name!r}: "
+                    "remove_pool() it first"
+                )
+            self._pool_specs[name] = spec
+            if self._active:
+                self._start_external(spec)
+
+    def remove_pool(self, name: str, wait: bool | float = True) -> None:
+        """Stop sending tasks to pool ``name`` and forget it.
+
+        Args:
+            wait: True: its queued tasks still run and the call waits for
+                them and for those in flight; a number: waits that many
+                seconds at most, then cancels what is left; False: its
+                queued tasks end CANCELED ("pool removed") at once, and
+                those in flight end as the executor says.
+
+        Raises:
+            ValueError: no pool of that name.
+        """
+        deadline = check_wait(wait)
+        with self._state_lock:
+            spec = self._pool_specs.pop(name, None)
+            if spec is None:
+                raise ValueError(f"supervisor {self.id} has no pool {name!r}")
+            pool = self._external.pop(name, None)
+        self._end_external(spec, pool, deadline, "pool removed", wait is False)
+
+    @property
+    def mp_pool(self) -> Any:
+        """The pool process tasks run in: the ``multiprocessing`` Pool
+        assigned to it, else the built-in pool while one runs, else None.
+
+        Assigning a ``multiprocessing`` Pool (atasker 0.7's way) sends the
+        process tasks submitted from then on to it, behind our queue (see
+        :meth:`add_pool`; its size is ``mp_pool_size`` if set, else the
+        Pool's processes). Assigning None goes back to the built-in pool.
+        Tasks queued before stay where they are. atasker never closes the
+        Pool.
+
+        Raises (on assignment):
+            TypeError: neither a multiprocessing Pool nor None.
+        """
+        spec = self._pool_specs.get(MP_POOL)
+        return spec.executor if spec is not None else self._mp_pool
+
+    @mp_pool.setter
+    def mp_pool(self, pool: Any) -> None:
+        spec = None
+        if pool is not None:
+            adapter = adapter_for(pool)
+            if not isinstance(adapter, PoolAdapter):
+                raise TypeError(
+                    f"mp_pool must be a multiprocessing Pool or None; got {pool!r} "
+                    "(add_pool() takes any executor)"
+                )
+            size = self.mp_pool_size or adapter.processes or 1
+            spec = PoolSpec(
+                MP_POOL,
+                pool,
+                adapter,
+                size,
+                self.mp_reserve_normal,
+                self.mp_reserve_high,
+                False,
+            )
+        with self._state_lock:
+            if spec is None:
+                self._pool_specs.pop(MP_POOL, None)
+            else:
+                self._pool_specs[MP_POOL] = spec
+            old = self._external.pop(MP_POOL, None)
+            if old is not None:
+                old.close(False)  # its queued tasks still run
+                self._replaced.append(old)
+            if spec is not None and self._active:
+                self._start_external(spec)
+
+    # ------------------------------------------------------------------
+    # The supervisor's side
+    # ------------------------------------------------------------------
+
+    def _start_external(self, spec: PoolSpec) -> None:
+        """Make and start the pool of ``spec`` (state lock held)."""
+        timer = self._timer
+        assert timer is not None
+        pool = ExternalPool(
+            spec.name,
+            spec.adapter,
+            spec.size,
+            spec.reserve_normal,
+            spec.reserve_high,
+            thread_name=f"supervisor_{self.id}_pool_{spec.name}",
+            call_at=timer.call_at,
+            defer=self._run_user_code,
+        )
+        pool.start()
+        self._external[spec.name] = pool
+
+    def _start_external_pools(self) -> None:
+        """start(): a pool for every spec (state lock held)."""
+        for spec in self._pool_specs.values():
+            self._start_external(spec)
+
+    def _external_pool(self, name: str | None, tt: int) -> ExternalPool | None:
+        """The pool a task of type ``tt`` with ``pool=name`` goes to; None:
+        a built-in one.
+
+        Raises:
+            ValueError: no pool of that name.
+            TypeError: a coroutine function cannot go there.
+        """
+        if name is None:
+            return self._external.get(MP_POOL) if tt == TT_MP else None
+        pool = self._external.get(name)
+        if pool is None:
+            raise ValueError(
+                f"pool: supervisor {self.id} has no pool {name!r} "
+                f"(add_pool() it first; it has: {sorted(self._pool_specs)})"
+            )
+        if tt == TT_COROUTINE:
+            raise TypeError(
+                f"pool={name!r}: a coroutine function runs on a loop, not in "
+                "an executor"
+            )
+        return pool
+
+    def _pools_info(self) -> dict[str, PoolInfo]:
+        """``get_info().pools``: each external pool running, by name."""
+        with self._state_lock:
+            pools = dict(self._external)
+        return {name: pool.info() for name, pool in pools.items()}
+
+    def _external_pools(self) -> list[ExternalPool]:
+        """Every external pool of this run (replaced ones too)."""
+        with self._state_lock:
+            return [*self._external.values(), *self._replaced]
+
+    def _stop_external_pools(self, deadline: Deadline) -> None:
+        """stop(): every pool drains towards ``deadline``; then the
+        ``shutdown=True`` executors are shut down and forgotten."""
+        with self._state_lock:
+            pools, self._external = self._external, {}
+            replaced, self._replaced = self._replaced, []
+            specs = dict(self._pool_specs)
+            for name, spec in specs.items():
+                if spec.shutdown:
+                    del self._pool_specs[name]
+        for pool in replaced:
+            for task in pool.shutdown(deadline):
+                task.set_canceled(reason="stopped")
+        for name, spec in specs.items():
+            self._end_external(spec, pools.get(name), deadline, "stopped", False)
+
+    def _end_external(
+        self,
+        spec: PoolSpec,
+        pool: ExternalPool | None,
+        deadline: Deadline,
+        reason: str,
+        at_once: bool,
+    ) -> None:
+        """End one pool: drained until ``deadline``, or (``at_once``) its
+        queued tasks canceled and those in flight left to the executor; then
+        its executor shut down if the spec says so."""
+        stuck = False  # tasks may still run in the executor
+        if pool is not None and at_once:
+            for task in pool.retire():
+                task.set_canceled(defer=self._run_user_code, reason=reason)
+            stuck = True  # what is in flight ends as the executor says
+        elif pool is not None:
+            stuck = bool(pool.shutdown(deadline, reason))
+        if not spec.shutdown:
+            return
+        try:
+            spec.adapter.shutdown(wait=not stuck)
+        except BaseException:  # the executor's code
+            logger.exception("pool %r: shutting its executor down failed", spec.name)
