@@ -59,11 +59,12 @@ def test_mark_task_completed_takes_tt_and_start_takes_daemon(make_supervisor) ->
     assert sup.mark_task_completed(task_id="unknown", tt=TT_MP) is False
 
 
-def test_assigning_mp_pool_is_a_clear_error(make_supervisor) -> None:
+def test_assigning_mp_pool_a_non_pool_is_a_clear_error(make_supervisor) -> None:
     sup = make_supervisor()
     assert sup.mp_pool is None
-    with pytest.raises(TypeError, match="create_mp_pool"):
+    with pytest.raises(TypeError, match="mp_pool must be a multiprocessing Pool"):
         sup.mp_pool = object()
+    assert sup.mp_pool is None
 
 
 def test_aloop_is_active_and_run_timeout(make_supervisor) -> None:

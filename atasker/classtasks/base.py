@@ -29,8 +29,9 @@ from ..core.errors import TaskError
 from ..core.options import DEFAULTS, TaskOptions
 
 # Options a class may not set: its NAME is its name, it is never bound
-# (self is its context), and its supervisor is the one it is registered on.
-NOT_CLASS_OPTIONS = frozenset(("name", "bind", "supervisor"))
+# (self is its context), its supervisor is the one it is registered on, and
+# it runs where its stop and reload requests reach it (not an executor's).
+NOT_CLASS_OPTIONS = frozenset(("name", "bind", "supervisor", "pool"))
 CLASS_OPTIONS = {
     option.upper(): option for option in DEFAULTS if option not in NOT_CLASS_OPTIONS
 }

@@ -18,11 +18,12 @@ added with ``shutdown=True``.
 from __future__ import annotations
 
 import logging
+import multiprocessing.pool
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..core.constants import TT_COROUTINE, TT_MP
+from ..core.constants import PRIORITIES, TT_COROUTINE, TT_MP
 from ..core.timer import Timer
 from ..core.validation import check_count, check_wait
 from ..pools.executors import Adapter, PoolAdapter, adapter_for
@@ -47,6 +48,16 @@ class PoolSpec:
     reserve_normal: int
     reserve_high: int
     shutdown: bool
+
+
+def _idle(spec: PoolSpec) -> PoolInfo:
+    return PoolInfo(
+        spec.size,
+        spec.reserve_normal,
+        spec.reserve_high,
+        0,
+        dict.fromkeys(PRIORITIES, 0),
+    )
 
 
 class ExternalPools:
@@ -176,12 +187,13 @@ class ExternalPools:
     def mp_pool(self, pool: Any) -> None:
         spec = None
         if pool is not None:
-            adapter = adapter_for(pool)
-            if not isinstance(adapter, PoolAdapter):
+            if not isinstance(pool, multiprocessing.pool.Pool):
                 raise TypeError(
                     f"mp_pool must be a multiprocessing Pool or None; got {pool!r} "
-                    "(add_pool() takes any executor)"
+                    "(add_pool() takes any executor; create_mp_pool() sets up "
+                    "the built-in pool)"
                 )
+            adapter = PoolAdapter(pool)
             size = self.mp_pool_size or adapter.processes or 1
             spec = PoolSpec(
                 MP_POOL,
@@ -254,10 +266,14 @@ class ExternalPools:
         return pool
 
     def _pools_info(self) -> dict[str, PoolInfo]:
-        """``get_info().pools``: each external pool running, by name."""
+        """``get_info().pools``: each external pool, by name (one not made
+        yet, before start(), has nothing running or queued)."""
         with self._state_lock:
-            pools = dict(self._external)
-        return {name: pool.info() for name, pool in pools.items()}
+            specs, pools = dict(self._pool_specs), dict(self._external)
+        return {
+            name: pools[name].info() if name in pools else _idle(spec)
+            for name, spec in specs.items()
+        }
 
     def _external_pools(self) -> list[ExternalPool]:
         """Every external pool of this run (replaced ones too)."""
