@@ -362,7 +362,7 @@ class TaskSupervisor(
         self._pool = self._timer = None
         self._limits = None
         self._mp_pool = None
-        self._external, self._replaced = {}, []  # the parent's threads
+        self._external, self._retired = {}, []  # the parent's threads
         self._user_code = UserCodeThread(f"supervisor_{self.id}_callbacks")
         self._registry = TaskRegistry(
             self._registry.keep_finished, self._registry.keep_finished_age

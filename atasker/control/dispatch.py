@@ -90,6 +90,8 @@ class TaskDispatch(TaskRelease):
 
         def _external_pool(self, name: str | None, tt: int) -> ExternalPool | None: ...
 
+        def _to_external(self, task: TaskInfo, pool: ExternalPool) -> bool: ...
+
         def resolve_loop(self, loop: Any) -> asyncio.AbstractEventLoop: ...
 
         def _task_emitted(self, task: TaskInfo, event: str, data: Any) -> None: ...
@@ -418,7 +420,7 @@ class TaskDispatch(TaskRelease):
     def _enqueue(self, task: TaskInfo) -> bool:
         """Hand a QUEUED task to its pool or loop; False if that refuses it."""
         if type(task.handle) is ExternalPool:
-            return task.handle.submit(task)
+            return self._to_external(task, task.handle)
         if task.tt == TT_MP:
             return self._mp_submitter()(task)
         if task.tt == TT_COROUTINE:

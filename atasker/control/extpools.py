@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.constants import PRIORITIES, TT_COROUTINE, TT_MP
+from ..core.task import TaskInfo
 from ..core.timer import Timer
 from ..core.validation import check_count, check_wait
-from ..pools.executors import Adapter, PoolAdapter, adapter_for
+from ..pools.executors import Adapter, PoolAdapter, adapter_for, payload_of
 from ..pools.external import ExternalPool, PoolInfo
 from ..pools.pool import Deadline
 from ..pools.processpool import ProcessPool
@@ -83,9 +84,9 @@ class ExternalPools:
         self._pool_specs: dict[str, PoolSpec] = {}
         # While running: the pools of the specs, by name.
         self._external: dict[str, ExternalPool] = {}
-        # mp_pool pools replaced while running: they end their queued tasks,
-        # then stop() ends them.
-        self._replaced: list[ExternalPool] = []
+        # Pools replaced (mp_pool) or removed without waiting while running:
+        # what they hold still ends, and stop() waits for it.
+        self._retired: list[ExternalPool] = []
 
     def add_pool(
         self,
@@ -150,9 +151,15 @@ class ExternalPools:
         Args:
             wait: True: its queued tasks still run and the call waits for
                 them and for those in flight; a number: waits that many
-                seconds at most, then cancels what is left; False: its
-                queued tasks end CANCELED ("pool removed") at once, and
-                those in flight end as the executor says.
+                seconds at most, then cancels what is left ("pool
+                removed"); False: its queued tasks end CANCELED ("pool
+                removed") at once, and those in flight end as the executor
+                says (with ``shutdown=True`` they are canceled too, and the
+                executor is shut down without waiting).
+
+        A task of the pool that waits for its next attempt, its due time or
+        its dependencies goes, when ready, to a pool added again under the
+        same name, else ends CANCELED ("pool removed").
 
         Raises:
             ValueError: no pool of that name.
@@ -163,7 +170,13 @@ class ExternalPools:
             if spec is None:
                 raise ValueError(f"supervisor {self.id} has no pool {name!r}")
             pool = self._external.pop(name, None)
-        self._end_external(spec, pool, deadline, "pool removed", wait is False)
+            dropped = []
+            if pool is not None and wait is False and not spec.shutdown:
+                dropped = self._retire_locked(pool)
+                pool = None
+        for task in dropped:
+            task.set_canceled(defer=self._run_user_code, reason="pool removed")
+        self._end_external(spec, pool, deadline, "pool removed")
 
     @property
     def mp_pool(self) -> Any:
@@ -212,7 +225,7 @@ class ExternalPools:
             old = self._external.pop(MP_POOL, None)
             if old is not None:
                 old.close(False)  # its queued tasks still run
-                self._replaced.append(old)
+                self._retire_locked(old)
             if spec is not None and self._active:
                 self._start_external(spec)
 
@@ -275,26 +288,64 @@ class ExternalPools:
             for name, spec in specs.items()
         }
 
+    def _retire_locked(self, pool: ExternalPool) -> list[TaskInfo]:
+        """Keep a pool that was replaced or removed until what it holds has
+        ended (state lock held); end those with nothing left.
+
+        Returns:
+            Its queued tasks if it still took tasks (the caller cancels
+            them); a closed pool (a replaced mp_pool) runs them.
+        """
+        dropped = pool.retire() if pool.accepting else []
+        kept = []
+        for each in self._retired:
+            if each.busy():
+                kept.append(each)
+            else:
+                each.retire()  # its hand-over thread ends
+        self._retired = [*kept, pool]
+        return dropped
+
+    def _to_external(self, task: TaskInfo, pool: ExternalPool) -> bool:
+        """Queue a task in its external pool; False if the supervisor no
+        longer takes it. A task that waited (a retry, a delay, its
+        dependencies) while its pool was replaced or removed goes to the
+        pool of that name now, or ends CANCELED ("pool removed").
+
+        Raises:
+            TypeError: the new pool pickles, and the call cannot be.
+        """
+        current = self._external.get(pool.name)
+        if current is not pool:
+            if current is None:
+                if not self._active:
+                    return False
+                task.set_canceled(defer=self._run_user_code, reason="pool removed")
+                return True
+            if current.adapter.pickles and task.payload is None:
+                task.payload = payload_of(task, None)
+            task.handle = pool = current
+        return pool.submit(task)
+
     def _external_pools(self) -> list[ExternalPool]:
-        """Every external pool of this run (replaced ones too)."""
+        """Every external pool of this run (retired ones too)."""
         with self._state_lock:
-            return [*self._external.values(), *self._replaced]
+            return [*self._external.values(), *self._retired]
 
     def _stop_external_pools(self, deadline: Deadline) -> None:
         """stop(): every pool drains towards ``deadline``; then the
         ``shutdown=True`` executors are shut down and forgotten."""
         with self._state_lock:
             pools, self._external = self._external, {}
-            replaced, self._replaced = self._replaced, []
+            retired, self._retired = self._retired, []
             specs = dict(self._pool_specs)
             for name, spec in specs.items():
                 if spec.shutdown:
                     del self._pool_specs[name]
-        for pool in replaced:
-            for task in pool.shutdown(deadline):
-                task.set_canceled(reason="stopped")
+        for pool in retired:
+            pool.shutdown(deadline)
         for name, spec in specs.items():
-            self._end_external(spec, pools.get(name), deadline, "stopped", False)
+            self._end_external(spec, pools.get(name), deadline, "stopped")
 
     def _end_external(
         self,
@@ -302,18 +353,11 @@ class ExternalPools:
         pool: ExternalPool | None,
         deadline: Deadline,
         reason: str,
-        at_once: bool,
     ) -> None:
-        """End one pool: drained until ``deadline``, or (``at_once``) its
-        queued tasks canceled and those in flight left to the executor; then
-        its executor shut down if the spec says so."""
-        stuck = False  # tasks may still run in the executor
-        if pool is not None and at_once:
-            for task in pool.retire():
-                task.set_canceled(defer=self._run_user_code, reason=reason)
-            stuck = True  # what is in flight ends as the executor says
-        elif pool is not None:
-            stuck = bool(pool.shutdown(deadline, reason))
+        """End one pool: drained until ``deadline``, then what is left
+        canceled (``reason``); then its executor shut down if the spec says
+        so."""
+        stuck = pool is not None and bool(pool.shutdown(deadline, reason))
         if not spec.shutdown:
             return
         try:

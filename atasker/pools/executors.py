@@ -29,8 +29,11 @@ from ..core.errors import WorkerLostError
 from ..core.task import TaskInfo
 from .mpcodec import pickle_payload
 
-# What the external pool is told when a handed-over call ends.
+# What the external pool is told when a handed-over call ends: (True,
+# result), (False, exception), or (False, CANCELLED): the engine cancelled
+# the call (a task that raised CancelledError itself is an exception).
 Done = Callable[[bool, Any], None]
+CANCELLED: Any = object()
 
 
 def run_call(
@@ -97,7 +100,7 @@ class FuturesAdapter:
 
 def _report(future: concurrent.futures.Future[Any], done: Done) -> None:
     if future.cancelled():
-        done(False, concurrent.futures.CancelledError())
+        done(False, CANCELLED)
         return
     exc = future.exception()
     if exc is None:

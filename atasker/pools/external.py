@@ -26,7 +26,6 @@ under the lock, and only that one gives the record its outcome.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
@@ -37,7 +36,7 @@ from typing import Any, Callable
 from ..core.errors import time_limit_error
 from ..core.task import TaskInfo
 from ..core.timer import TimerCall
-from .executors import Adapter, lost_worker
+from .executors import CANCELLED, Adapter, lost_worker
 from .pool import AdmittingPool, Deadline, remaining
 
 logger = logging.getLogger("atasker")
@@ -123,6 +122,16 @@ class ExternalPool(AdmittingPool):
                 self._wanted.notify()
         return True
 
+    @property
+    def accepting(self) -> bool:
+        """Does it take new tasks?"""
+        return self._accepting
+
+    def busy(self) -> bool:
+        """Are tasks queued or in flight here?"""
+        with self._lock:
+            return bool(self._admission.running or len(self._admission.ready))
+
     def info(self) -> PoolInfo:
         with self._lock:
             return PoolInfo(
@@ -189,7 +198,7 @@ class ExternalPool(AdmittingPool):
                 flight,
                 partial(task.set_result, value, self._defer, flight.attempt),
             )
-        elif isinstance(value, concurrent.futures.CancelledError):
+        elif value is CANCELLED:
             reason = f"pool {self.name!r} canceled it"
             self._end(flight, partial(self._stopped, task, reason))
         else:
