@@ -209,14 +209,17 @@ class TaskSupervisor(
             self._limits = ThreadLimits(
                 timer, lambda: self.time_limit_grace, self._run_user_code
             )
-            if self._mp_options is not None:
-                try:
+            try:
+                if self._mp_options is not None:
                     self._start_mp_pool()
-                except BaseException:
-                    pool.shutdown(None)
-                    self._pool = self._timer = None
-                    raise
-            self._start_external_pools()
+                self._start_external_pools()
+            except BaseException:
+                pool.shutdown(None)
+                mp_pool, self._mp_pool = self._mp_pool, None
+                if mp_pool is not None:
+                    mp_pool.shutdown(None)
+                self._pool = self._timer = None
+                raise
         logger.info(
             "supervisor %s started, thread pool: %s + %s RN + %s RH",
             self.id,

@@ -27,7 +27,7 @@ from ..core.constants import PRIORITIES, TT_COROUTINE, TT_MP
 from ..core.task import TaskInfo
 from ..core.timer import Timer
 from ..core.validation import check_count, check_wait
-from ..pools.executors import Adapter, PoolAdapter, adapter_for, payload_of
+from ..pools.executors import Adapter, PoolAdapter, adapter_for
 from ..pools.external import ExternalPool, PoolInfo
 from ..pools.pool import Deadline
 from ..pools.processpool import ProcessPool
@@ -84,9 +84,11 @@ class ExternalPools:
         self._pool_specs: dict[str, PoolSpec] = {}
         # While running: the pools of the specs, by name.
         self._external: dict[str, ExternalPool] = {}
-        # Pools replaced (mp_pool) or removed without waiting while running:
-        # what they hold still ends, and stop() waits for it.
+        # Pools replaced (mp_pool) or removed while running: what they hold
+        # still ends, and stop() waits for it.
         self._retired: list[ExternalPool] = []
+        # Between start() making the pools and stop() ending them.
+        self._pools_live = False
 
     def add_pool(
         self,
@@ -141,9 +143,16 @@ class ExternalPools:
                     f"supervisor {self.id} already has a pool {name!r}: "
                     "remove_pool() it first"
                 )
-            self._pool_specs[name] = spec
-            if self._active:
-                self._start_external(spec)
+            self._put_spec(spec)
+
+    def _put_spec(self, spec: PoolSpec) -> ExternalPool | None:
+        """Keep ``spec`` (state lock held); its pool is made now if the
+        pools run. Returns the pool it replaces, now retired."""
+        self._pool_specs[spec.name] = spec
+        old = self._external.pop(spec.name, None)
+        if self._pools_live:
+            self._start_external(spec)
+        return old
 
     def remove_pool(self, name: str, wait: bool | float = True) -> None:
         """Stop sending tasks to pool ``name`` and forget it.
@@ -170,12 +179,14 @@ class ExternalPools:
             if spec is None:
                 raise ValueError(f"supervisor {self.id} has no pool {name!r}")
             pool = self._external.pop(name, None)
-            dropped = []
-            if pool is not None and wait is False and not spec.shutdown:
-                dropped = self._retire_locked(pool)
-                pool = None
-        for task in dropped:
-            task.set_canceled(defer=self._run_user_code, reason="pool removed")
+            if pool is not None:
+                # Retired first: a stop() meanwhile ends it too.
+                self._retire_locked(pool)
+        if pool is not None and wait is False and not spec.shutdown:
+            # What is in flight ends as the executor says (stop() waits).
+            for task in pool.retire("pool removed"):
+                task.set_canceled(defer=self._run_user_code, reason="pool removed")
+            return
         self._end_external(spec, pool, deadline, "pool removed")
 
     @property
@@ -220,14 +231,12 @@ class ExternalPools:
         with self._state_lock:
             if spec is None:
                 self._pool_specs.pop(MP_POOL, None)
+                old = self._external.pop(MP_POOL, None)
             else:
-                self._pool_specs[MP_POOL] = spec
-            old = self._external.pop(MP_POOL, None)
+                old = self._put_spec(spec)
             if old is not None:
                 old.close(False)  # its queued tasks still run
                 self._retire_locked(old)
-            if spec is not None and self._active:
-                self._start_external(spec)
 
     # ------------------------------------------------------------------
     # The supervisor's side
@@ -243,7 +252,7 @@ class ExternalPools:
             spec.size,
             spec.reserve_normal,
             spec.reserve_high,
-            thread_name=f"supervisor_{self.id}_pool_{spec.name}",
+            owner=self.id,
             call_at=timer.call_at,
             defer=self._run_user_code,
         )
@@ -251,9 +260,17 @@ class ExternalPools:
         self._external[spec.name] = pool
 
     def _start_external_pools(self) -> None:
-        """start(): a pool for every spec (state lock held)."""
-        for spec in self._pool_specs.values():
-            self._start_external(spec)
+        """start(): a pool for every spec (state lock held); none if one
+        cannot start."""
+        try:
+            for spec in self._pool_specs.values():
+                self._start_external(spec)
+        except BaseException:
+            made, self._external = self._external, {}
+            for pool in made.values():
+                pool.retire("stopped")
+            raise
+        self._pools_live = True
 
     def _external_pool(self, name: str | None, tt: int) -> ExternalPool | None:
         """The pool a task of type ``tt`` with ``pool=name`` goes to; None:
@@ -288,44 +305,30 @@ class ExternalPools:
             for name, spec in specs.items()
         }
 
-    def _retire_locked(self, pool: ExternalPool) -> list[TaskInfo]:
+    def _retire_locked(self, pool: ExternalPool) -> None:
         """Keep a pool that was replaced or removed until what it holds has
-        ended (state lock held); end those with nothing left.
-
-        Returns:
-            Its queued tasks if it still took tasks (the caller cancels
-            them); a closed pool (a replaced mp_pool) runs them.
-        """
-        dropped = pool.retire() if pool.accepting else []
-        kept = []
-        for each in self._retired:
-            if each.busy():
-                kept.append(each)
-            else:
-                each.retire()  # its hand-over thread ends
-        self._retired = [*kept, pool]
-        return dropped
+        ended, so that stop() ends it too (state lock held); forget those
+        with nothing left."""
+        self._retired = [p for p in self._retired if p.busy()]
+        self._retired.append(pool)
 
     def _to_external(self, task: TaskInfo, pool: ExternalPool) -> bool:
         """Queue a task in its external pool; False if the supervisor no
         longer takes it. A task that waited (a retry, a delay, its
         dependencies) while its pool was replaced or removed goes to the
-        pool of that name now, or ends CANCELED ("pool removed").
-
-        Raises:
-            TypeError: the new pool pickles, and the call cannot be.
-        """
-        current = self._external.get(pool.name)
-        if current is not pool:
-            if current is None:
-                if not self._active:
-                    return False
+        pool of that name now if that one takes the call as it was prepared
+        (pickled or not), else ends CANCELED ("pool removed")."""
+        while True:
+            if pool.submit(task):
+                return True
+            current = self._external.get(pool.name)
+            if current is pool or not self._active:
+                return False  # stopping
+            # Pickled for it, or not: a pool of another kind cannot take it.
+            if current is None or current.adapter.pickles != (task.payload is not None):
                 task.set_canceled(defer=self._run_user_code, reason="pool removed")
                 return True
-            if current.adapter.pickles and task.payload is None:
-                task.payload = payload_of(task, None)
             task.handle = pool = current
-        return pool.submit(task)
 
     def _external_pools(self) -> list[ExternalPool]:
         """Every external pool of this run (retired ones too)."""
@@ -336,6 +339,7 @@ class ExternalPools:
         """stop(): every pool drains towards ``deadline``; then the
         ``shutdown=True`` executors are shut down and forgotten."""
         with self._state_lock:
+            self._pools_live = False
             pools, self._external = self._external, {}
             retired, self._retired = self._retired, []
             specs = dict(self._pool_specs)
@@ -357,7 +361,9 @@ class ExternalPools:
         """End one pool: drained until ``deadline``, then what is left
         canceled (``reason``); then its executor shut down if the spec says
         so."""
-        stuck = pool is not None and bool(pool.shutdown(deadline, reason))
+        stuck = pool is not None and (
+            bool(pool.shutdown(deadline, reason)) or pool.abandoned()
+        )
         if not spec.shutdown:
             return
         try:

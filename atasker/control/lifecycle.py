@@ -43,6 +43,8 @@ import time
 import weakref
 from typing import Callable, Protocol
 
+from ..pools.executors import calling
+
 logger = logging.getLogger("atasker")
 
 NEW = "new"
@@ -153,6 +155,8 @@ class Lifecycle:
         """True in a thread of the supervisor (every one is named for it:
         ``supervisor_<id>_<kind>``, so supervisor ``x`` does not take the
         threads of supervisor ``x_y`` for its own)."""
+        if getattr(calling, "owner", None) == self.name:
+            return True  # a task of ours in an external pool's thread
         name = threading.current_thread().name
         if not name.startswith(self._thread_prefix):
             return False

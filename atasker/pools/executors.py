@@ -23,6 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing.pool
 import pickle
+import threading
 from typing import Any, Callable, Protocol
 
 from ..core.errors import WorkerLostError
@@ -36,13 +37,27 @@ Done = Callable[[bool, Any], None]
 CANCELLED: Any = object()
 
 
+# Set while a thread runs a task for an external pool: the supervisor's id.
+# A stop() of that supervisor from there must not wait for itself.
+calling = threading.local()
+
+
 def run_call(
-    target: Callable[..., Any] | None, args: tuple[Any, ...], kwargs: Any
+    target: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    kwargs: Any,
+    owner: str | None = None,
 ) -> Any:
-    """In the executor: run a task (a task function runs its function)."""
+    """In the executor: run a task (a task function runs its function);
+    ``owner`` is the id of the supervisor it runs for."""
     target = getattr(target, "__atasker_function__", target)
     assert target is not None
-    return target(*args, **kwargs)
+    outer = getattr(calling, "owner", None)
+    calling.owner = owner
+    try:
+        return target(*args, **kwargs)
+    finally:
+        calling.owner = outer
 
 
 def run_payload(payload: bytes | None) -> Any:
@@ -58,9 +73,10 @@ class Adapter(Protocol):
     pickles: bool  # the call is pickled at submit (Task.payload)
     processes: int | None  # worker processes, where the executor says
 
-    def submit(self, task: TaskInfo, done: Done) -> Any:
+    def submit(self, task: TaskInfo, done: Done, owner: str) -> Any:
         """Hand ``task`` over; ``done`` is called once, from any thread,
-        when it ends. Returns a handle for :meth:`cancel`."""
+        when it ends; ``owner`` is the supervisor's id. Returns a handle for
+        :meth:`cancel`."""
 
     def cancel(self, handle: Any) -> bool:
         """Try to cancel a call handed over; True if it will not complete."""
@@ -81,12 +97,14 @@ class FuturesAdapter:
         # cached failure. Every submission is a new key.
         self._extra = {"pure": False} if is_dask(executor) else {}
 
-    def submit(self, task: TaskInfo, done: Done) -> concurrent.futures.Future[Any]:
+    def submit(
+        self, task: TaskInfo, done: Done, owner: str
+    ) -> concurrent.futures.Future[Any]:
         if self.pickles:
             future = self.executor.submit(run_payload, task.payload, **self._extra)
         else:
             future = self.executor.submit(
-                run_call, task.target, task.args, task.kwargs, **self._extra
+                run_call, task.target, task.args, task.kwargs, owner, **self._extra
             )
         future.add_done_callback(lambda f: _report(f, done))
         return future
@@ -121,7 +139,7 @@ class PoolAdapter:
         self.pool = pool
         self.processes: int | None = getattr(pool, "_processes", None)
 
-    def submit(self, task: TaskInfo, done: Done) -> Any:
+    def submit(self, task: TaskInfo, done: Done, owner: str) -> Any:
         return self.pool.apply_async(
             run_payload,
             (task.payload,),

@@ -63,15 +63,17 @@ class PoolInfo:
 
 
 class Flight:
-    """A task handed over: its attempt, the engine's handle, its limit."""
+    """A task handed over: its attempt, the engine's handle, its limit, and
+    whether cancel() came before the engine had a handle to cancel."""
 
-    __slots__ = ("attempt", "handle", "limit", "task")
+    __slots__ = ("attempt", "cancel", "handle", "limit", "task")
 
     def __init__(self, task: TaskInfo) -> None:
         self.task = task
-        self.attempt = task.attempt or None  # None: a record that keeps no count
+        self.attempt: int | None = None  # None: a record that keeps no count
         self.handle: Any = None
         self.limit: TimerCall | None = None
+        self.cancel = False
 
 
 class ExternalPool(AdmittingPool):
@@ -81,7 +83,7 @@ class ExternalPool(AdmittingPool):
         name: the pool's name (``pool=`` of its tasks).
         adapter: the executor, adapted (executors.py).
         size, reserve_normal, reserve_high: the reserve rule.
-        thread_name: the hand-over thread's name.
+        owner: the supervisor's id (it names the hand-over thread).
         call_at: the timer's ``call_at`` (time limits).
         defer: runs the records' user code (hooks, callbacks) elsewhere.
     """
@@ -94,20 +96,26 @@ class ExternalPool(AdmittingPool):
         reserve_normal: int,
         reserve_high: int,
         *,
-        thread_name: str,
+        owner: str,
         call_at: CallAt,
         defer: Defer,
     ) -> None:
         super().__init__(size, reserve_normal, reserve_high)
         self.name = name
+        self.owner = owner
         self.adapter = adapter
         self.limits = (size, reserve_normal, reserve_high)
         self._call_at = call_at
         self._defer = defer
         self._wanted = threading.Condition(self._lock)
         self._flights: dict[TaskInfo, Flight] = {}
-        self._ended = False  # the hand-over thread must return
-        self._thread = threading.Thread(target=self._hand_over_all, name=thread_name)
+        # Calls whose record ended before the engine answered (time limit,
+        # shutdown): the executor may still run them.
+        self._abandoned: set[Flight] = set()
+        self._ended: str | None = None  # why the hand-over thread returned
+        self._thread = threading.Thread(
+            target=self._hand_over_all, name=f"supervisor_{owner}_pool_{name}"
+        )
         self._thread.daemon = True
 
     def start(self) -> None:
@@ -122,15 +130,28 @@ class ExternalPool(AdmittingPool):
                 self._wanted.notify()
         return True
 
+    def close(self, cancel_queued: bool) -> list[TaskInfo]:
+        """See AdmittingPool; the hand-over thread ends once nothing is
+        queued."""
+        dropped = super().close(cancel_queued)
+        with self._lock:
+            self._wanted.notify()
+        return dropped
+
     @property
     def accepting(self) -> bool:
         """Does it take new tasks?"""
         return self._accepting
 
     def busy(self) -> bool:
-        """Are tasks queued or in flight here?"""
+        """Are tasks of ours queued or in flight here?"""
         with self._lock:
             return bool(self._admission.running or len(self._admission.ready))
+
+    def abandoned(self) -> bool:
+        """May the executor still run a call whose record has ended?"""
+        with self._lock:
+            return bool(self._abandoned)
 
     def info(self) -> PoolInfo:
         with self._lock:
@@ -147,7 +168,8 @@ class ExternalPool(AdmittingPool):
             with self._lock:
                 task = self._admission.admit_next()
                 while task is None:
-                    if self._ended:
+                    drained = not self._accepting and not self._admission.ready
+                    if self._ended or drained:
                         return
                     self._wanted.wait()
                     task = self._admission.admit_next()
@@ -158,33 +180,48 @@ class ExternalPool(AdmittingPool):
                 with self._lock:
                     flight = self._flights.get(task)
                 if flight is not None:
-                    self._end(flight, partial(self._fail, task, flight, exc))
+                    self._end(flight, partial(self._fail, flight, exc))
 
     def _hand_over(self, task: TaskInfo) -> None:
-        if not task.set_started(defer=self._defer):  # canceled since admitted
-            self._slot_freed()
-            return
+        # In flight before it starts: a cancel() of the started task finds it.
         flight = Flight(task)
         with self._lock:
             ended = self._ended
-            if not ended:
+            if ended is None:
                 self._flights[task] = flight
-        if ended:  # the shutdown took what was in flight before this
-            self._end(flight, lambda: self._stopped(task, "stopped"), claimed=True)
+        if ended is not None:  # retired or shut down since it was admitted
+            self._end(flight, partial(self._stopped, flight, ended), claimed=True)
             return
+        if not task.set_started(defer=self._defer):  # canceled since admitted
+            self._end(flight, _nothing)
+            return
+        flight.attempt = task.attempt or None
         limit = task.time_limit
         if limit is not None:
             # Before the hand-over: a call that ends at once finds it armed.
             flight.limit = self._call_at(
-                time.monotonic() + limit, lambda: self._time_out(flight)
+                time.monotonic() + limit, partial(self._time_out, flight)
             )
+        if not self._still(flight):  # canceled, or a shutdown took it
+            self._end(flight, partial(self._stopped, flight, "canceled"))
+            return
         try:
             flight.handle = self.adapter.submit(
-                task, lambda ok, value: self._done(flight, ok, value)
+                task, partial(self._done, flight), self.owner
             )
         except BaseException as exc:  # shut down by its owner, broken, ...
-            error = lost_worker(exc, self.name) or exc
-            self._end(flight, lambda: self._fail(task, flight, error))
+            self._end(
+                flight, partial(self._fail, flight, lost_worker(exc, self.name) or exc)
+            )
+            return
+        if not self._still(flight):  # ended or canceled during the submit
+            self._cancel(flight.handle, task)
+            flight.handle = None
+
+    def _still(self, flight: Flight) -> bool:
+        """Is ``flight`` still ours to hand over (not ended, not canceled)?"""
+        with self._lock:
+            return self._flights.get(flight.task) is flight and not flight.cancel
 
     # ------------------------------------------------------------------
     # Ends of a flight (any thread)
@@ -192,27 +229,28 @@ class ExternalPool(AdmittingPool):
 
     def _done(self, flight: Flight, ok: bool, value: Any) -> None:
         """The engine says the call ended (its callback thread)."""
-        task = flight.task
+        with self._lock:
+            self._abandoned.discard(flight)
         if ok:
             self._end(
                 flight,
-                partial(task.set_result, value, self._defer, flight.attempt),
+                partial(flight.task.set_result, value, self._defer, flight.attempt),
             )
         elif value is CANCELLED:
             reason = f"pool {self.name!r} canceled it"
-            self._end(flight, partial(self._stopped, task, reason))
+            self._end(flight, partial(self._stopped, flight, reason))
         else:
             error = lost_worker(value, self.name) or value
-            self._end(flight, lambda: self._fail(task, flight, error))
+            self._end(flight, partial(self._fail, flight, error))
 
     def _time_out(self, flight: Flight) -> None:
         """The timer thread: the flight ran past its task's time limit."""
-        task = flight.task
+        task, handle = flight.task, flight.handle
         error = time_limit_error(task, task.time_limit, f" in pool {self.name!r}")
-        if self._end(flight, lambda: self._fail(task, flight, error)):
+        if self._end(flight, partial(self._fail, flight, error), abandon=True):
             # The engine's code: not on the timer thread.
             def cancel() -> None:
-                self._cancel_handle(flight)
+                self._cancel(handle, task)
 
             self._defer(cancel)
 
@@ -223,52 +261,69 @@ class ExternalPool(AdmittingPool):
             True if the task is now canceled; False if it runs on (its
             ``cancel_requested`` is set, as for a thread task).
         """
+        if not task._request_cancel(reason):
+            return task.cancelled()
         with self._lock:
             flight = self._flights.get(task)
-        if flight is None or not task._request_cancel(reason):
-            return task.cancelled()
+            if flight is None:
+                return task.cancelled()
+            if flight.handle is None:
+                # Not handed over yet: the hand-over ends it instead.
+                flight.cancel = True
+                return False
+            handle = flight.handle
         # A cancelled future reports at once, in this thread: the record
         # takes the requested reason (see _stopped).
-        return (
-            flight.handle is not None
-            and self._cancel_handle(flight)
-            and (task.cancelled())
-        )
+        return self._cancel(handle, task) and task.cancelled()
 
-    def _cancel_handle(self, flight: Flight) -> bool:
-        handle = flight.handle
+    def _cancel(self, handle: Any, task: TaskInfo) -> bool:
+        """The engine's cancel of a call (``handle``: None, nothing)."""
         if handle is None:
             return False
         try:
             return self.adapter.cancel(handle)
         except BaseException:  # the engine's code
-            logger.exception(
-                "pool %r: cancelling task %s failed", self.name, flight.task.id
-            )
+            logger.exception("pool %r: cancelling task %s failed", self.name, task.id)
             return False
 
     def _end(
-        self, flight: Flight, outcome: Callable[[], object], claimed: bool = False
+        self,
+        flight: Flight,
+        outcome: Callable[[], object],
+        claimed: bool = False,
+        abandon: bool = False,
     ) -> bool:
         """Give ``flight``'s record its outcome if no other end came first,
-        then free its slot. True if this call ended it."""
+        then free its slot. True if this call ended it.
+
+        Args:
+            claimed: the caller took it out of the flights already.
+            abandon: the engine has not answered: it may still run the call.
+        """
         if not claimed:
             with self._lock:
                 if self._flights.get(flight.task) is not flight:
                     return False
                 del self._flights[flight.task]
+                if abandon:
+                    self._abandoned.add(flight)
         if flight.limit is not None:
             flight.limit.cancel()
+        # The engine's future keeps its callbacks, which keep the flight:
+        # without this cycle, what the future holds goes at once (Dask
+        # releases a finished key).
+        flight.handle = None
         try:
             outcome()
         finally:
             self._slot_freed()
         return True
 
-    def _fail(self, task: TaskInfo, flight: Flight, error: BaseException) -> None:
-        task.set_exception(error, defer=self._defer, attempt=flight.attempt)
+    def _fail(self, flight: Flight, error: BaseException) -> None:
+        flight.task.set_exception(error, defer=self._defer, attempt=flight.attempt)
 
-    def _stopped(self, task: TaskInfo, reason: str) -> None:
+    def _stopped(self, flight: Flight, reason: str) -> None:
+        task = flight.task
         extra = task._extra
         requested = None if extra is None else extra.cancel_requested
         task.set_canceled(defer=self._defer, reason=requested or reason)
@@ -282,18 +337,19 @@ class ExternalPool(AdmittingPool):
     # Shutdown
     # ------------------------------------------------------------------
 
-    def retire(self) -> list[TaskInfo]:
-        """Take no more tasks and hand none over; what is in flight ends as
-        the engine says.
+    def retire(self, reason: str) -> list[TaskInfo]:
+        """Take no more tasks and hand none over (one admitted meanwhile
+        ends CANCELED, ``reason``); what is in flight ends as the engine
+        says.
 
         Returns:
             The queued tasks, taken out; the caller cancels them.
         """
+        dropped = self.close(True)
         with self._lock:
-            self._accepting = False
-            self._ended = True
+            self._ended = self._ended or reason
             self._wanted.notify_all()
-            return self._admission.drain()
+        return dropped
 
     def shutdown(self, deadline: Deadline, reason: str = "stopped") -> list[TaskInfo]:
         """Let queued and in-flight tasks end until ``deadline``; cancel the
@@ -306,18 +362,24 @@ class ExternalPool(AdmittingPool):
         with self._lock:
             self._wait_drained_locked(deadline)
             dropped = self._admission.drain()
-            self._ended = True
+            self._ended = self._ended or reason
             flights = list(self._flights.values())
             self._flights.clear()
+            self._abandoned.update(flights)
             self._wanted.notify_all()
         for task in dropped:
             task.set_canceled(defer=self._defer, reason=reason)
         for flight in flights:
             if flight.limit is not None:
                 flight.limit.cancel()
-            flight.task.set_canceled(defer=self._defer, reason=reason)
-            self._cancel_handle(flight)
+            self._stopped(flight, reason)
+            self._cancel(flight.handle, flight.task)
+            flight.handle = None
         if self._thread is not threading.current_thread() and self._thread.is_alive():
             left = remaining(deadline)
             self._thread.join(None if left is None else max(0.0, left))
         return dropped + [flight.task for flight in flights]
+
+
+def _nothing() -> None:
+    pass
