@@ -55,7 +55,7 @@ from ..core.validation import (
 )
 from ..pools.executors import payload_of
 from ..pools.external import ExternalPool
-from ..pools.mpcodec import accepts_task_id, pickle_payload, wire_info
+from ..pools.mpcodec import accepts_task_id, wire_info
 from ..pools.mpthreads import UserCodeThread
 from ..pools.mpworker import SOFT_LIMITS
 from ..pools.processpool import ProcessPool
@@ -402,18 +402,12 @@ class TaskDispatch(TaskRelease):
                 task.payload = payload_of(task, pickle_as)
             return
         if task.tt == TT_MP:
-            assert task.target is not None
             if task.options.soft_time_limit is not None and not SOFT_LIMITS:
                 raise ValueError(
                     "soft_time_limit: a process task's soft limit needs "
                     "SIGALRM, which this platform does not have"
                 )
-            task.payload = pickle_payload(
-                task.target if pickle_as is None else pickle_as,
-                task.args,
-                task.kwargs,
-                wire_info(task),
-            )
+            task.payload = payload_of(task, pickle_as, wire_info(task))
         elif task.tt == TT_COROUTINE:
             task.handle = self.resolve_loop(options.loop)
 

@@ -28,7 +28,7 @@ from typing import Any, Callable, Protocol
 
 from ..core.errors import WorkerLostError
 from ..core.task import TaskInfo
-from .mpcodec import pickle_payload
+from .mpcodec import WireInfo, pickle_payload
 
 # What the external pool is told when a handed-over call ends: (True,
 # result), (False, exception), or (False, CANCELLED): the engine cancelled
@@ -204,13 +204,13 @@ def lost_worker(exc: BaseException, pool_name: str) -> BaseException | None:
     return None
 
 
-def payload_of(task: TaskInfo, pickle_as: Any) -> bytes:
-    """The call pickled at submit (same checks and messages as a process
-    task's payload).
+def payload_of(task: TaskInfo, pickle_as: Any, info: WireInfo | None = None) -> bytes:
+    """A process task's call, pickled at submit: ``pickle_as`` (default:
+    its target), its arguments and, for the built-in pool, ``info``.
 
     Raises:
         TypeError: it cannot be pickled (says what).
     """
     target = task.target if pickle_as is None else pickle_as
     assert target is not None
-    return pickle_payload(target, task.args, task.kwargs, None)
+    return pickle_payload(target, task.args, task.kwargs, info)
