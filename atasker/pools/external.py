@@ -366,6 +366,8 @@ class ExternalPool(AdmittingPool):
             flights = list(self._flights.values())
             self._flights.clear()
             self._abandoned.update(flights)
+            for _ in flights:  # ended here: another drain must see them go
+                self._slot_freed_locked()
             self._wanted.notify_all()
         for task in dropped:
             task.set_canceled(defer=self._defer, reason=reason)
