@@ -784,6 +784,21 @@ def test_mp_pool_refuses_anything_but_a_pool(lab) -> None:
     assert sup.get_info().pools == {}
 
 
+@pytest.mark.parametrize(
+    "option", [{"bind": True}, {"soft_time_limit": 1}], ids=["bind", "soft"]
+)
+def test_mp_pool_refuses_what_an_executor_cannot_give(lab, option) -> None:
+    """A context (bind) and a soft limit need the built-in worker: a task
+    routed to a multiprocessing Pool with them is refused at the call, as
+    pool= refuses them."""
+    sup = lab.supervisor()
+    sup.mp_pool = lab.mp_pool(1)
+    with pytest.raises(ValueError, match=next(iter(option))):
+        sup.submit(external_mp.add, (1, 2), tt=TT_MP, **option)
+    assert sup.get_info().tasks == {}
+    assert sup.submit(external_mp.add, (1, 2), tt=TT_MP).get(WAIT) == 3
+
+
 # ----------------------------------------------------------------------
 # Lifecycle: before start, across restarts, shutdown=True
 # ----------------------------------------------------------------------

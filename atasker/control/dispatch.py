@@ -44,7 +44,12 @@ from ..core.constants import (
 from ..core.errors import SupervisorNotRunningError
 from ..core.events import EventBus
 from ..core.links import PENDING
-from ..core.options import DEFAULT_OPTIONS, TaskOptions, options_from_defaults
+from ..core.options import (
+    DEFAULT_OPTIONS,
+    TaskOptions,
+    check_for_executor,
+    options_from_defaults,
+)
 from ..core.registry import TaskRegistry
 from ..core.task import TaskInfo
 from ..core.timer import Timer
@@ -397,6 +402,8 @@ class TaskDispatch(TaskRelease):
         if type(external) is not ExternalPool:  # (a chain's task: known)
             external = self._external_pool(options.pool, task.tt)
         if external is not None:
+            if options.pool is None:  # a process task, to the mp_pool
+                check_for_executor(options.mapping, "tt=TT_MP while mp_pool is set")
             task.handle = external
             if external.adapter.pickles:
                 task.payload = payload_of(task, pickle_as)

@@ -202,6 +202,21 @@ def _check_pool(value: Any, argument: str) -> str | None:
     )
 
 
+def check_for_executor(values: Mapping[str, Any], where: str) -> None:
+    """Refuse what a task run by an external executor cannot have: a
+    context (``bind``) or a soft limit.
+
+    Raises:
+        ValueError: names ``where`` (how the task goes there) and the option.
+    """
+    for option in ("bind", "soft_time_limit"):
+        if values[option] not in (None, False):
+            raise ValueError(
+                f"{where} cannot be given with {option}: a task an executor "
+                "runs has no context and no soft limit"
+            )
+
+
 def _check_supervisor(value: Any, argument: str) -> Any:
     if value is None or isinstance(value, SupervisorLike):
         return value
@@ -293,12 +308,7 @@ class TaskOptions:
                 f"soft_time_limit ({soft}) must be less than time_limit ({hard})"
             )
         if values["pool"] is not None:
-            for option in ("bind", "soft_time_limit"):
-                if values[option] not in (None, False):
-                    raise ValueError(
-                        f"pool={values['pool']!r} cannot be given with {option}: "
-                        "an executor's task has no context and no soft limit"
-                    )
+            check_for_executor(values, f"pool={values['pool']!r}")
         for key, value in values.items():
             object.__setattr__(self, key, value)
         object.__setattr__(self, "_mapping", types.MappingProxyType(values))
