@@ -147,7 +147,7 @@ class ExternalPools:
 
     def _put_spec(self, spec: PoolSpec) -> ExternalPool | None:
         """Keep ``spec`` (state lock held); its pool is made now if the
-        pools run. Returns the pool it replaces, now retired."""
+        pools run. Returns the pool it replaces (the caller retires it)."""
         self._pool_specs[spec.name] = spec
         old = self._external.pop(spec.name, None)
         if self._pools_live:
