@@ -113,6 +113,9 @@ class ExternalPool(AdmittingPool):
         # shutdown): the executor may still run them.
         self._abandoned: set[Flight] = set()
         self._ended: str | None = None  # why the hand-over thread returned
+        # Flights whose slot is free and whose record is being given its
+        # outcome: a drain waits for them too.
+        self._ending = 0
         self._thread = threading.Thread(
             target=self._hand_over_all, name=f"supervisor_{owner}_pool_{name}"
         )
@@ -146,7 +149,7 @@ class ExternalPool(AdmittingPool):
     def busy(self) -> bool:
         """Are tasks of ours queued or in flight here?"""
         with self._lock:
-            return bool(self._admission.running or len(self._admission.ready))
+            return bool(self._unsettled_locked() or len(self._admission.ready))
 
     def abandoned(self) -> bool:
         """May the executor still run a call whose record has ended?"""
@@ -190,7 +193,7 @@ class ExternalPool(AdmittingPool):
             if ended is None:
                 self._flights[task] = flight
         if ended is not None:  # retired or shut down since it was admitted
-            self._end(flight, partial(self._stopped, flight, ended), claimed=True)
+            self._end(flight, partial(self._canceled, flight, ended), claimed=True)
             return
         if not task.set_started(defer=self._defer):  # canceled since admitted
             self._end(flight, _nothing)
@@ -203,7 +206,7 @@ class ExternalPool(AdmittingPool):
                 time.monotonic() + limit, partial(self._time_out, flight)
             )
         if not self._still(flight):  # canceled, or a shutdown took it
-            self._end(flight, partial(self._stopped, flight, "canceled"))
+            self._end(flight, partial(self._canceled, flight, None))
             return
         try:
             flight.handle = self.adapter.submit(
@@ -237,8 +240,11 @@ class ExternalPool(AdmittingPool):
                 partial(flight.task.set_result, value, self._defer, flight.attempt),
             )
         elif value is CANCELLED:
-            reason = f"pool {self.name!r} canceled it"
-            self._end(flight, partial(self._stopped, flight, reason))
+            # A cancel() asked for it gives its reason; else the engine did.
+            reason: str | None = f"pool {self.name!r} canceled it"
+            if flight.task.cancel_requested:
+                reason = None
+            self._end(flight, partial(self._canceled, flight, reason))
         else:
             error = lost_worker(value, self.name) or value
             self._end(flight, partial(self._fail, flight, error))
@@ -273,7 +279,7 @@ class ExternalPool(AdmittingPool):
                 return False
             handle = flight.handle
         # A cancelled future reports at once, in this thread: the record
-        # takes the requested reason (see _stopped).
+        # takes the requested reason (see _done).
         return self._cancel(handle, task) and task.cancelled()
 
     def _cancel(self, handle: Any, task: TaskInfo) -> bool:
@@ -293,20 +299,25 @@ class ExternalPool(AdmittingPool):
         claimed: bool = False,
         abandon: bool = False,
     ) -> bool:
-        """Give ``flight``'s record its outcome if no other end came first,
-        then free its slot. True if this call ended it.
+        """Free ``flight``'s slot and give its record its outcome, if no
+        other end came first; True if this call ended it. The slot first:
+        whoever the record wakes sees it free, and the next task is handed
+        over meanwhile; a drain waits until the outcome is given.
 
         Args:
             claimed: the caller took it out of the flights already.
             abandon: the engine has not answered: it may still run the call.
         """
-        if not claimed:
-            with self._lock:
+        with self._lock:
+            if not claimed:
                 if self._flights.get(flight.task) is not flight:
                     return False
                 del self._flights[flight.task]
                 if abandon:
                     self._abandoned.add(flight)
+            self._slot_freed_locked()
+            self._ending += 1
+            self._wanted.notify()
         if flight.limit is not None:
             flight.limit.cancel()
         # The engine's future keeps its callbacks, which keep the flight:
@@ -316,22 +327,21 @@ class ExternalPool(AdmittingPool):
         try:
             outcome()
         finally:
-            self._slot_freed()
+            with self._lock:
+                self._ending -= 1
+                if not self._accepting:
+                    self._drained.notify_all()
         return True
+
+    def _unsettled_locked(self) -> int:
+        return self._admission.running + self._ending
 
     def _fail(self, flight: Flight, error: BaseException) -> None:
         flight.task.set_exception(error, defer=self._defer, attempt=flight.attempt)
 
-    def _stopped(self, flight: Flight, reason: str) -> None:
-        task = flight.task
-        extra = task._extra
-        requested = None if extra is None else extra.cancel_requested
-        task.set_canceled(defer=self._defer, reason=requested or reason)
-
-    def _slot_freed(self) -> None:
-        with self._lock:
-            self._slot_freed_locked()
-            self._wanted.notify()
+    def _canceled(self, flight: Flight, reason: str | None) -> None:
+        """CANCELED with ``reason``; None: the one cancel() asked for."""
+        flight.task.set_canceled(defer=self._defer, reason=reason)
 
     # ------------------------------------------------------------------
     # Shutdown
@@ -374,7 +384,7 @@ class ExternalPool(AdmittingPool):
         for flight in flights:
             if flight.limit is not None:
                 flight.limit.cancel()
-            self._stopped(flight, reason)
+            self._canceled(flight, reason)
             self._cancel(flight.handle, flight.task)
             flight.handle = None
         if self._thread is not threading.current_thread() and self._thread.is_alive():

@@ -162,6 +162,11 @@ class AdmittingPool:
         blocked thread that runs again): one that frees up should retire."""
         return size > max_size + len(self._blocked)
 
+    def _unsettled_locked(self) -> int:
+        """Tasks a drain waits for besides the queued ones: those holding
+        a slot (a subclass adds what ends without one)."""
+        return self._admission.running
+
     def _wait_drained_locked(self, deadline: Deadline, own: int = 0) -> None:
         """Wait (lock held) until nothing is queued and at most ``own``
         tasks run, or until ``deadline``.
@@ -173,7 +178,7 @@ class AdmittingPool:
             own: tasks that may still run (the caller's own).
         """
         self._accepting = False
-        while len(self._admission.ready) or self._admission.running > own:
+        while len(self._admission.ready) or self._unsettled_locked() > own:
             left = remaining(deadline)
             if left is not None and left <= 0:
                 return
