@@ -21,7 +21,6 @@ import shutil
 import signal
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import external_mp
@@ -62,12 +61,24 @@ NO_QUEUE = {TASK_CRITICAL: 0, TASK_HIGH: 0, TASK_NORMAL: 0, TASK_LOW: 0}
 # ----------------------------------------------------------------------
 
 
-def until(condition, what="the condition"):
-    """Wait (WAIT at most) until ``condition()``."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} never happened"
-        time.sleep(0.002)
+def signal_on(obj, method):
+    """An Event set when ``obj.method`` is next called (it then runs)."""
+    called = threading.Event()
+    inner = getattr(obj, method)
+
+    def noting(*args, **kwargs):
+        called.set()
+        return inner(*args, **kwargs)
+
+    setattr(obj, method, noting)
+    return called
+
+
+def done_event(future):
+    """An Event set when ``future`` is done."""
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    return done
 
 
 class Spy:
@@ -322,7 +333,7 @@ def test_pools_info(lab, kind) -> None:
         "released",
         *range(6),
     ]
-    until(lambda: pool_info(sup).running == 0, "the last slot freed")
+    assert pool_info(sup).running == 0  # freed before the records woke
     assert pool_info(sup).queued == NO_QUEUE
 
 
@@ -501,7 +512,7 @@ def test_time_limit(lab, kind) -> None:
         limited.get(WAIT)
     assert limited.status == TASK_STATUS_EXCEPTION
     assert isinstance(limited.exception, TaskTimeoutError)
-    until(lambda: pool_info(sup).running == 0, "the slot freed")
+    assert pool_info(sup).running == 0  # freed before the record woke
     # The executor's first worker is still blocked: the second runs this.
     alive(sup)
     gate.release()
@@ -522,7 +533,8 @@ def test_time_limit_cancels_a_call_pending_in_the_executor(lab) -> None:
     with pytest.raises(TaskTimeoutError):
         pending.get(WAIT)
     spy.wait_for(2)
-    until(spy.futures[1].cancelled, "the pending call cancelled")
+    assert done_event(spy.futures[1]).wait(WAIT)  # cancelled after the limit
+    assert spy.futures[1].cancelled()
     gate.release()
     assert held.get(WAIT) == "released"
     alive(sup)
@@ -640,7 +652,7 @@ def test_mp_pool_worker_killed_ends_by_time_limit(lab) -> None:
     # A Pool never reports the lost call: the time limit ends it.
     with pytest.raises(TaskTimeoutError):
         lost.get(WAIT)
-    until(lambda: pool_info(sup, "mp_pool").running == 0, "the slot freed")
+    assert pool_info(sup, "mp_pool").running == 0
     # The same Pool, through its new worker.
     assert mp_task(sup, external_mp.pid)().get(WAIT) != pid
     assert sup.mp_pool is pool
@@ -878,10 +890,12 @@ def test_remove_pool_waits(lab, kind) -> None:
     gate = lab.gate()
     held, _ = blocker(sup, gate)
     queued = [run(sup, external_mp.add, i, 1) for i in range(2)]
+    draining = signal_on(sup._external["x"], "shutdown")
     remover = threading.Thread(target=sup.remove_pool, args=("x",))
     remover.start()
     try:
-        until(lambda: "x" not in sup.get_info().pools, "the removal")
+        assert draining.wait(WAIT)  # removed, and waiting for its tasks
+        assert "x" not in sup.get_info().pools
         with pytest.raises(ValueError, match="no pool 'x'"):
             run(sup, external_mp.add, 1, 1)
         assert remover.is_alive()  # the task in flight cannot end yet
@@ -939,10 +953,12 @@ def test_stop_runs_queued_tasks(lab) -> None:
     gate = lab.gate()
     held, _ = blocker(sup, gate)
     queued = [run(sup, external_mp.add, i, 1) for i in range(2)]
+    draining = signal_on(sup._external["x"], "_wait_drained_locked")
     stopper = threading.Thread(target=sup.stop, kwargs={"wait": WAIT})
     stopper.start()
     try:
-        until(lambda: not sup.active, "the stop")
+        assert draining.wait(WAIT)  # the stop drains the pool
+        assert not sup.active
         assert [r.status for r in queued] == [TASK_STATUS_QUEUED] * 2
     finally:
         gate.release()
