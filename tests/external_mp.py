@@ -110,3 +110,19 @@ class Gate:
             connection.close()
         self._arrived = []
         self._listener.close()  # connections not accepted yet are reset
+
+
+class ShutdownRecorder(concurrent.futures.Executor):
+    """A ThreadPoolExecutor (threads named ``prefix``...) behind an Executor
+    that notes its shutdowns."""
+
+    def __init__(self, prefix):
+        self.inner = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix=prefix)
+        self.shutdowns = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        return self.inner.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait=True, **kwargs):
+        self.shutdowns.append(wait)
+        self.inner.shutdown(wait=wait)

@@ -23,6 +23,7 @@ import threading
 import weakref
 
 import external_faults_mp
+import external_mp
 import pytest
 from conftest import WAIT, Gate, run_script, supervisor_threads
 from external_faults_mp import Probe, pickled_in
@@ -159,23 +160,6 @@ class NeverReports(concurrent.futures.Executor):
         return future
 
 
-class ShutdownRecorder(concurrent.futures.Executor):
-    """A ThreadPoolExecutor behind an Executor that notes its shutdowns."""
-
-    def __init__(self):
-        self.inner = concurrent.futures.ThreadPoolExecutor(
-            2, thread_name_prefix=EXECUTOR_THREADS
-        )
-        self.shutdowns = []
-
-    def submit(self, fn, /, *args, **kwargs):
-        return self.inner.submit(fn, *args, **kwargs)
-
-    def shutdown(self, wait=True, **kwargs):
-        self.shutdowns.append(wait)
-        self.inner.shutdown(wait=wait)
-
-
 def count_submits(executor):
     """The list of calls ``executor.submit`` gets from now on."""
     calls = []
@@ -240,7 +224,7 @@ def test_ending_shutdown_pool_does_not_wait_for_call_past_its_time_limit(
     kit, end
 ) -> None:
     sup = kit.supervisor()
-    executor = kit.keep(ShutdownRecorder())
+    executor = kit.keep(external_mp.ShutdownRecorder(EXECUTOR_THREADS))
     sup.add_pool("x", executor, 1, shutdown=True)
     gate = kit.gate()
     record = sup.submit(gate.block, pool="x", time_limit=0.2)

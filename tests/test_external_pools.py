@@ -110,23 +110,6 @@ class Spy:
             assert self._changed.wait_for(lambda: len(self.futures) >= count, WAIT)
 
 
-class ShutdownRecorder(concurrent.futures.Executor):
-    """A ThreadPoolExecutor behind an Executor that notes its shutdowns."""
-
-    def __init__(self):
-        self.inner = concurrent.futures.ThreadPoolExecutor(
-            2, thread_name_prefix=EXECUTOR_THREADS
-        )
-        self.shutdowns = []
-
-    def submit(self, fn, /, *args, **kwargs):
-        return self.inner.submit(fn, *args, **kwargs)
-
-    def shutdown(self, wait=True, **kwargs):
-        self.shutdowns.append(wait)
-        self.inner.shutdown(wait=wait)
-
-
 class Events:
     """A subscriber: the events it was given, in order, through a queue."""
 
@@ -833,7 +816,7 @@ def test_add_pool_before_start_and_across_restarts(lab, kind) -> None:
 
 def test_shutdown_true_on_stop(lab) -> None:
     sup = lab.supervisor()
-    recorder = lab.keep(ShutdownRecorder())
+    recorder = lab.keep(external_mp.ShutdownRecorder(EXECUTOR_THREADS))
     sup.add_pool("x", recorder, 1, shutdown=True)
     alive(sup)
     sup.stop(wait=WAIT)
@@ -848,7 +831,7 @@ def test_shutdown_true_on_stop(lab) -> None:
 
 def test_shutdown_true_on_remove_pool(lab) -> None:
     sup = lab.supervisor()
-    recorder = lab.keep(ShutdownRecorder())
+    recorder = lab.keep(external_mp.ShutdownRecorder(EXECUTOR_THREADS))
     sup.add_pool("x", recorder, 1, shutdown=True)
     alive(sup)
     sup.remove_pool("x")
