@@ -61,15 +61,13 @@ def _rounds(run: Callable[[], None], rounds: int) -> list[float]:
     return times
 
 
-def builtin(tasks: int, seconds: float, rounds: int) -> list[float]:
-    """The built-in process pool, ``WORKERS`` processes."""
-    supervisor = _supervisor("bench-builtin")
-    supervisor.create_mp_pool(processes=WORKERS)
-    supervisor.start()
+def _task_rounds(
+    supervisor: TaskSupervisor, tasks: int, seconds: float, rounds: int, **options: Any
+) -> list[float]:
+    """Rounds of ``tasks`` tasks with ``options`` on a started supervisor,
+    after a warm-up; the supervisor is stopped at the end."""
     try:
-        assert supervisor.mp_pool is not None
-        supervisor.mp_pool.wait_workers(WORKERS, timeout=60)
-        task = background_task(work, tt=TT_MP, supervisor=supervisor)
+        task = background_task(work, supervisor=supervisor, **options)
         wait_completed([task(0) for _ in range(WORKERS * 2)], timeout=60)
 
         def run() -> None:
@@ -78,6 +76,16 @@ def builtin(tasks: int, seconds: float, rounds: int) -> list[float]:
         return _rounds(run, rounds)
     finally:
         supervisor.stop()
+
+
+def builtin(tasks: int, seconds: float, rounds: int) -> list[float]:
+    """The built-in process pool, ``WORKERS`` processes."""
+    supervisor = _supervisor("bench-builtin")
+    supervisor.create_mp_pool(processes=WORKERS)
+    supervisor.start()
+    assert supervisor.mp_pool is not None
+    supervisor.mp_pool.wait_workers(WORKERS, timeout=60)
+    return _task_rounds(supervisor, tasks, seconds, rounds, tt=TT_MP)
 
 
 @contextlib.contextmanager
@@ -91,6 +99,9 @@ def _cluster() -> Iterator[Any]:
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        # The scheduler still serves HTTP: on a free port, not 8787, which
+        # another cluster may hold (Dask warns when it moves).
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
     )
     with cluster, Client(cluster) as client:
         client.wait_for_workers(WORKERS, timeout=60)
@@ -103,16 +114,7 @@ def dask(tasks: int, seconds: float, rounds: int, size: int) -> list[float]:
         supervisor = _supervisor(f"bench-dask-{size}")
         supervisor.add_pool("dask", client.get_executor(), size=size)
         supervisor.start()
-        try:
-            task = background_task(work, pool="dask", supervisor=supervisor)
-            wait_completed([task(0) for _ in range(WORKERS * 2)], timeout=60)
-
-            def run() -> None:
-                wait_completed([task(seconds) for _ in range(tasks)], timeout=600)
-
-            return _rounds(run, rounds)
-        finally:
-            supervisor.stop()
+        return _task_rounds(supervisor, tasks, seconds, rounds, pool="dask")
 
 
 def dask_alone(tasks: int, seconds: float, rounds: int) -> list[float]:
