@@ -111,10 +111,10 @@ def _workers(supervisor: Any, tt: int, pool_name: str | None) -> int:
     """About how many tasks of type ``tt`` (in pool ``pool_name``, if
     given) run at once on ``supervisor``."""
     if pool_name is not None:
-        info = supervisor._pools_info().get(pool_name)
-        if info is None or not info.size:
+        spec = supervisor._pool_specs.get(pool_name)  # its reserve rule
+        if spec is None or not spec.size:
             return 8
-        return int(info.size + info.reserve_normal + info.reserve_high)
+        return int(spec.size + spec.reserve_normal + spec.reserve_high)
     if tt == TT_MP:
         pool = getattr(supervisor, "_mp_pool", None)
         if pool is not None:
