@@ -1,22 +1,27 @@
-"""Benchmarks against concurrent.futures.ThreadPoolExecutor, in one run.
+"""What ``python -m atasker bench`` runs: each measure's code, ours and the peer's.
 
-``python -m atasker bench`` prints each measure for both, the median of
-several rounds, and the ratio. Nothing here is a test: speed is reported,
-never asserted.
+Each measure is a pair of functions, one round each: atasker's side and the
+``concurrent.futures`` side, given the same size. A round starts its own pool,
+warms it (every thread or worker process up and answering), then times only
+the measured code and returns a :class:`Round`. The rounds, their medians and
+the report are in :mod:`atasker.benchcompare`; the scale curves in
+:mod:`atasker.benchscale`. Nothing here is a test: speed is reported, never
+asserted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
+import os
+import platform
 import statistics
 import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .api import background_task, wait_completed
 from .core.constants import TASK_HIGH, TASK_LOW, TT_MP, TT_THREAD
@@ -26,10 +31,74 @@ from .taskfunction import TaskFunction
 
 THREADS = 8
 PROCESSES = 2
+MAP_CHUNK = 100
+# The spaced latency submits one task every SPACING seconds: long enough for
+# a worker to go idle between tasks, so each task pays for waking it.
+SPACING = 0.0005
+# Seconds a warm-up may take before the benchmark gives up (a broken pool).
+WARM_UP_LIMIT = 60.0
+
+
+Out = Callable[[str], object]
+
+
+class Round(NamedTuple):
+    """One round of one side of a measure.
+
+    Attributes:
+        value: in the measure's unit (tasks/s, items/s, us, bytes per task).
+        cpu_per_task: CPU seconds of this process per task over the timed
+            code (``time.process_time``: every thread of this process, none
+            of a worker process's); None where not measured.
+    """
+
+    value: float
+    cpu_per_task: float | None
+
+
+def machine() -> dict[str, object]:
+    """Where the figures come from: the platform, Python and CPU count."""
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def spread(values: list[float]) -> dict[str, object]:
+    """The samples with their median, min and max."""
+    return {
+        "samples": values,
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def number(value: float) -> str:
+    """``value`` with as many digits as a benchmark figure deserves."""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
 
 
 def noop() -> None:
     """The task of the throughput and latency measures."""
+
+
+def square(x: int) -> int:
+    """The task of the map measure."""
+    return x * x
+
+
+def pid_after(seconds: float) -> int:
+    """A warm-up task for a process pool: which worker ran it, after a pause
+    long enough for every idle worker to take one."""
+    time.sleep(seconds)
+    return os.getpid()
 
 
 def _quiet(supervisor: TaskSupervisor) -> TaskSupervisor:
@@ -38,7 +107,9 @@ def _quiet(supervisor: TaskSupervisor) -> TaskSupervisor:
     return supervisor
 
 
-def _supervisor(pool_size: int, max_size: int) -> TaskSupervisor:
+def thread_supervisor(pool_size: int, max_size: int) -> TaskSupervisor:
+    """A started supervisor with a thread pool of ``pool_size`` threads (no
+    reserves) and at most ``max_size``."""
     supervisor = _quiet(TaskSupervisor(supervisor_id="bench"))
     supervisor.set_thread_pool(
         pool_size=pool_size, reserve_normal=0, reserve_high=0, max_size=max_size
@@ -48,106 +119,138 @@ def _supervisor(pool_size: int, max_size: int) -> TaskSupervisor:
 
 
 @contextlib.contextmanager
-def _atasker(tt: int) -> Iterator[TaskFunction]:
-    """A started supervisor for ``tt`` tasks; yields the no-op task factory."""
+def atasker_pool(tt: int, threads: int = THREADS) -> Iterator[TaskFunction]:
+    """A started, warmed supervisor for ``tt`` tasks; yields the no-op task
+    factory. Thread tasks get ``threads`` threads; process tasks 2 processes."""
     if tt == TT_MP:
         supervisor = _quiet(TaskSupervisor(supervisor_id="bench-mp"))
         supervisor.create_mp_pool(processes=PROCESSES)
         supervisor.start()
         # start() does not wait for workers; a measure must not pay for their
-        # start-up (the peer's warm-up below starts all of its processes too).
+        # start-up (peer_pool waits for both of its workers too).
         assert supervisor.mp_pool is not None
-        supervisor.mp_pool.wait_workers(PROCESSES, timeout=60)
+        if not supervisor.mp_pool.wait_workers(PROCESSES, timeout=WARM_UP_LIMIT):
+            supervisor.stop()
+            raise RuntimeError("the worker processes did not start")
     else:
-        supervisor = _supervisor(THREADS, THREADS)
+        supervisor = thread_supervisor(threads, threads)
     try:
         run = background_task(noop, tt=tt, supervisor=supervisor)
-        run().get()  # warm: a thread or process is ready
+        if tt == TT_MP:
+            run().get(WARM_UP_LIMIT)
+        else:
+            # Every thread up: each waits until all have arrived.
+            barrier = threading.Barrier(threads)
+            meet = background_task(barrier.wait, supervisor=supervisor)
+            wait_completed([meet(WARM_UP_LIMIT) for _ in range(threads)])
         yield run
     finally:
         supervisor.stop()
 
 
 @contextlib.contextmanager
-def _executor(tt: int) -> Iterator[Executor]:
-    """The concurrent.futures executor to compare ``tt`` tasks with, warmed."""
+def peer_pool(tt: int, threads: int = THREADS) -> Iterator[Executor]:
+    """The concurrent.futures executor to compare ``tt`` tasks with, warmed
+    as :func:`atasker_pool` warms ours."""
     executor: Executor
     if tt == TT_MP:
         executor = ProcessPoolExecutor(PROCESSES, mp_context=default_context())
     else:
-        executor = ThreadPoolExecutor(max_workers=THREADS)
+        executor = ThreadPoolExecutor(max_workers=threads)
     with executor:
-        for future in [executor.submit(noop) for _ in range(PROCESSES * 2)]:
-            future.result()
+        if tt == TT_MP:
+            # Both workers answered: pauses long enough that one worker
+            # cannot take both tasks while the other is still starting.
+            deadline = time.monotonic() + WARM_UP_LIMIT
+            pids: set[int] = set()
+            while len(pids) < PROCESSES and time.monotonic() < deadline:
+                futures = [executor.submit(pid_after, 0.05) for _ in range(PROCESSES)]
+                pids.update(future.result() for future in futures)
+            if len(pids) < PROCESSES:
+                raise RuntimeError("the worker processes did not all answer")
+        else:
+            barrier = threading.Barrier(threads)
+            for future in [
+                executor.submit(barrier.wait, WARM_UP_LIMIT) for _ in range(threads)
+            ]:
+                future.result()
         yield executor
 
 
-def _per_second(tasks: int, run_all: Callable[[], object]) -> float:
+def timed(count: int, run_all: Callable[[], object]) -> Round:
+    """``count`` per second of wall time over ``run_all()``, with the CPU per
+    one of them."""
+    cpu = time.process_time()
     started = time.perf_counter()
     run_all()
-    return tasks / (time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    return Round(count / wall, cpu / count)
 
 
-def _median_seconds(samples: int, run_one: Callable[[], object]) -> float:
+def latency(samples: int, run_one: Callable[[], object], period: float = 0) -> Round:
+    """The median microseconds of ``run_one()`` over ``samples`` calls, each
+    started ``period`` seconds after the one before (0: back to back)."""
     times = []
+    cpu = time.process_time()
     for _ in range(samples):
         started = time.perf_counter()
         run_one()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        done = time.perf_counter()
+        times.append(done - started)
+        # Pacing of the benchmark, not synchronisation: nothing to wait for.
+        rest = started + period - done
+        if rest > 0:
+            time.sleep(rest)
+    cpu = time.process_time() - cpu
+    return Round(statistics.median(times) * 1e6, cpu / samples)
 
 
-def throughput_atasker(tasks: int, tt: int = TT_THREAD) -> float:
+def throughput_atasker(
+    tasks: int, tt: int = TT_THREAD, threads: int = THREADS
+) -> Round:
     """Tasks per second: submit all through background_task, then wait_completed."""
-    with _atasker(tt) as run:
-        return _per_second(tasks, lambda: wait_completed([run() for _ in range(tasks)]))
+    with atasker_pool(tt, threads) as run:
+        return timed(tasks, lambda: wait_completed([run() for _ in range(tasks)]))
 
 
-def throughput_executor(tasks: int, tt: int = TT_THREAD) -> float:
+def throughput_executor(
+    tasks: int, tt: int = TT_THREAD, threads: int = THREADS
+) -> Round:
     """Tasks per second: executor.submit all, then each result()."""
-    with _executor(tt) as executor:
+    with peer_pool(tt, threads) as executor:
 
         def run_all() -> None:
             for future in [executor.submit(noop) for _ in range(tasks)]:
                 future.result()
 
-        return _per_second(tasks, run_all)
+        return timed(tasks, run_all)
 
 
-def latency_atasker(samples: int, tt: int = TT_THREAD) -> float:
-    """Median seconds from submit to result on an idle pool."""
-    with _atasker(tt) as run:
-        return _median_seconds(samples, lambda: run().get())
+def latency_atasker(samples: int, tt: int = TT_THREAD, period: float = 0) -> Round:
+    """Median microseconds of ``f().get()`` on an idle pool."""
+    with atasker_pool(tt) as run:
+        return latency(samples, lambda: run().get(), period)
 
 
-def latency_executor(samples: int, tt: int = TT_THREAD) -> float:
-    """Median seconds from submit to result on an idle executor."""
-    with _executor(tt) as executor:
-        return _median_seconds(samples, lambda: executor.submit(noop).result())
+def latency_executor(samples: int, tt: int = TT_THREAD, period: float = 0) -> Round:
+    """Median microseconds of ``executor.submit(f).result()`` on an idle pool."""
+    with peer_pool(tt) as executor:
+        return latency(samples, lambda: executor.submit(noop).result(), period)
 
 
-def square(x: int) -> int:
-    """The task of the map measure."""
-    return x * x
-
-
-MAP_CHUNK = 100
-
-
-def map_atasker(items: int) -> float:
+def map_atasker(items: int) -> Round:
     """Items per second: ``f.map(range(items), chunksize=100).get()`` on the
     process pool."""
-    with _atasker(TT_MP) as run:
+    with atasker_pool(TT_MP) as run:
         mapped = background_task(square, tt=TT_MP, supervisor=run.options["supervisor"])
-        return _per_second(
-            items, lambda: mapped.map(range(items), chunksize=MAP_CHUNK).get()
-        )
+        return timed(items, lambda: mapped.map(range(items), chunksize=MAP_CHUNK).get())
 
 
-def map_executor(items: int) -> float:
+def map_executor(items: int) -> Round:
     """Items per second: ``list(executor.map(..., chunksize=100))``."""
-    with _executor(TT_MP) as executor:
-        return _per_second(
+    with peer_pool(TT_MP) as executor:
+        return timed(
             items, lambda: list(executor.map(square, range(items), chunksize=MAP_CHUNK))
         )
 
@@ -165,30 +268,30 @@ def _queued_bytes(submit_all: Callable[[], object]) -> float:
     return float(after - before)
 
 
-def memory_atasker(tasks: int) -> float:
+def memory_atasker(tasks: int) -> Round:
     """Bytes per queued, not yet started task."""
-    supervisor = _supervisor(1, 1)
+    supervisor = thread_supervisor(1, 1)
     gate = threading.Event()
     blocker = background_task(gate.wait, supervisor=supervisor)()
     run = background_task(noop, supervisor=supervisor)
     try:
-        return _queued_bytes(lambda: [run() for _ in range(tasks)]) / tasks
+        return Round(_queued_bytes(lambda: [run() for _ in range(tasks)]) / tasks, None)
     finally:
         gate.set()
-        blocker.wait()
+        blocker.wait(WARM_UP_LIMIT)
         supervisor.stop()
 
 
-def memory_executor(tasks: int) -> float:
+def memory_executor(tasks: int) -> Round:
     """Bytes per queued, not yet started ThreadPoolExecutor future."""
     gate = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as executor:
         executor.submit(gate.wait)
         try:
-            return (
-                _queued_bytes(lambda: [executor.submit(noop) for _ in range(tasks)])
-                / tasks
+            queued = _queued_bytes(
+                lambda: [executor.submit(noop) for _ in range(tasks)]
             )
+            return Round(queued / tasks, None)
         finally:
             gate.set()
 
@@ -199,7 +302,7 @@ def priority_drain(low: int = 1000, high: int = 10) -> tuple[bool, float]:
     Returns:
         (the HIGH tasks started before every LOW one, seconds to drain all).
     """
-    supervisor = _supervisor(THREADS, THREADS)
+    supervisor = thread_supervisor(THREADS, THREADS)
     gate = threading.Event()
     order: list[int] = []
     record = order.append
@@ -226,67 +329,5 @@ def priority_drain(low: int = 1000, high: int = 10) -> tuple[bool, float]:
         highs_first = order[: high + THREADS].count(TASK_HIGH) == high
         return highs_first, elapsed
     finally:
+        gate.set()
         supervisor.stop()
-
-
-def run(
-    rounds: int = 5,
-    tasks: int = 50_000,
-    mp_tasks: int = 5_000,
-    out: Callable[[str], object] = print,
-) -> None:
-    """Run every measure ``rounds`` times and print medians and ratios."""
-
-    def median_of(measure: Callable[[int], float], size: int) -> float:
-        return statistics.median(measure(size) for _ in range(rounds))
-
-    out(f"atasker vs ThreadPoolExecutor, {THREADS} threads, median of {rounds} rounds")
-    ours = median_of(throughput_atasker, tasks)
-    theirs = median_of(throughput_executor, tasks)
-    out(
-        f"throughput, {tasks} no-op tasks: {ours:,.0f}/s vs {theirs:,.0f}/s"
-        f"  ratio {ours / theirs:.2f}x (target >= 1.0x)"
-    )
-    ours = median_of(latency_atasker, 2000)
-    theirs = median_of(latency_executor, 2000)
-    out(
-        f"idle submit-to-result latency: {ours * 1e6:.1f} us vs {theirs * 1e6:.1f} us"
-        f"  ratio {ours / theirs:.2f}x (target <= 1.5x)"
-    )
-    queued = 100_000
-    ours = median_of(memory_atasker, queued)
-    theirs = median_of(memory_executor, queued)
-    out(
-        f"memory per queued task ({queued}): {ours:,.0f} B vs {theirs:,.0f} B"
-        f"  ratio {ours / theirs:.2f}x (target <= 1.0x)"
-    )
-    results = [priority_drain() for _ in range(rounds)]
-    drain = statistics.median(elapsed for _, elapsed in results)
-    out(
-        f"priority: {THREADS} busy threads, 1000 LOW then 10 HIGH: HIGH first in "
-        f"{sum(ok for ok, _ in results)}/{rounds} rounds, all drained in "
-        f"{drain * 1000:.1f} ms (target < 50 ms)"
-    )
-    out(
-        f"atasker vs ProcessPoolExecutor, {PROCESSES} processes, "
-        f"median of {rounds} rounds"
-    )
-    ours = median_of(functools.partial(throughput_atasker, tt=TT_MP), mp_tasks)
-    theirs = median_of(functools.partial(throughput_executor, tt=TT_MP), mp_tasks)
-    out(
-        f"process throughput, {mp_tasks} trivial tasks: {ours:,.0f}/s vs "
-        f"{theirs:,.0f}/s  ratio {ours / theirs:.2f}x (target >= 1.0x, aim 2.5x)"
-    )
-    ours = median_of(functools.partial(latency_atasker, tt=TT_MP), 500)
-    theirs = median_of(functools.partial(latency_executor, tt=TT_MP), 500)
-    out(
-        f"process idle submit-to-result latency: {ours * 1e6:.0f} us vs "
-        f"{theirs * 1e6:.0f} us  ratio {ours / theirs:.2f}x (target <= 1.0x)"
-    )
-    items = 100_000
-    ours = median_of(map_atasker, items)
-    theirs = median_of(map_executor, items)
-    out(
-        f"map of {items} items, chunksize={MAP_CHUNK}: {ours:,.0f}/s vs "
-        f"{theirs:,.0f}/s  ratio {ours / theirs:.2f}x (target >= 1.0x)"
-    )

@@ -1,19 +1,23 @@
 """Thread-pool benchmark: atasker vs concurrent.futures.ThreadPoolExecutor.
 
-Run from a clone: ``python bench/threads.py [--rounds 5] [--tasks 50000]``
-(the same as ``python -m atasker bench``). Prints medians and ratios; the
-targets are in CHANGELOG.md and the issues.
+Produces the thread rows of docs/performance.md's table of figures (thread
+throughput, back-to-back and spaced latency, memory per queued task, the
+priority drain). Run from a clone::
+
+    python bench/threads.py [--rounds 7] [--json] [--tasks 50000]
+
+which is ``python -m atasker bench --only thread-throughput,back-to-back,
+spaced,memory,priority`` with any other option of ``python -m atasker bench
+--help``. Speed is reported, never asserted.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 
-from atasker import benchmark
+from atasker.__main__ import main
+
+MEASURES = "thread-throughput,back-to-back,spaced,memory,priority"
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--tasks", type=int, default=50_000)
-    args = parser.parse_args()
-    benchmark.run(rounds=args.rounds, tasks=args.tasks)
+    sys.exit(main(["bench", "--only", MEASURES, *sys.argv[1:]]))

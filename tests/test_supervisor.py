@@ -317,27 +317,3 @@ def test_demo_runs() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "every task ended in a final state: True" in out.stdout
-
-
-def test_bench_runs() -> None:
-    # A smoke run with tiny sizes: it checks the command, not the speed.
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "atasker",
-            "bench",
-            "--rounds",
-            "1",
-            "--tasks",
-            "500",
-            "--mp-tasks",
-            "50",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "HIGH first in 1/1 rounds" in out.stdout
-    assert out.stdout.count("ratio") == 6  # each measure but the priority one
