@@ -26,7 +26,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from .constants import (
     PRIORITIES,
@@ -154,6 +154,8 @@ class ReadyQueue:
         self._in_order = list(self._fifos.values())
         self._live = 0
         self._garbage = 0
+        # Live tasks by priority (a FIFO's length counts canceled ones too).
+        self.queued = dict.fromkeys(PRIORITIES, 0)
 
     def __len__(self) -> int:
         return self._live
@@ -173,6 +175,7 @@ class ReadyQueue:
             return False
         self._fifos[task.priority].append(task)
         self._live += 1
+        self.queued[task.priority] += 1
         return True
 
     def discard(self, task: TaskInfo) -> bool:
@@ -182,6 +185,7 @@ class ReadyQueue:
             return False
         task._container = None
         self._live -= 1
+        self.queued[task.priority] -= 1
         self._garbage += 1
         if self._garbage >= COMPACT_MIN_GARBAGE and self._garbage > self._live:
             for fifo in self._in_order:
@@ -203,11 +207,26 @@ class ReadyQueue:
                 self._garbage -= 1
         return None
 
-    def pop(self, task: TaskInfo) -> None:
-        """Remove ``task``, the head that :meth:`peek` returned."""
-        self._fifos[task.priority].popleft()
-        task._container = None
-        self._live -= 1
+    def pop_admitted(self, limits: dict[int, float], running: int) -> TaskInfo | None:
+        """Remove and return the head if ``running < limits[its priority]``;
+        else None (:meth:`peek` and :meth:`pop` in one call: a pool takes
+        its next task so, once per task)."""
+        owner = self._owner
+        for fifo in self._in_order:
+            while fifo:
+                task = fifo[0]
+                if task._container is not owner:  # canceled meanwhile
+                    fifo.popleft()
+                    self._garbage -= 1
+                    continue
+                if running >= limits[task.priority]:
+                    return None
+                fifo.popleft()
+                task._container = None
+                self._live -= 1
+                self.queued[task.priority] -= 1
+                return task
+        return None
 
     def drain(self) -> list[TaskInfo]:
         """Remove every task; return the live ones in order."""
@@ -218,6 +237,7 @@ class ReadyQueue:
         for task in live:
             task._container = None
         self._live = self._garbage = 0
+        self.queued = dict.fromkeys(PRIORITIES, 0)
         return live
 
 
@@ -241,8 +261,10 @@ class Admission:
         reserve_high: int = 0,
     ) -> None:
         self.ready = ReadyQueue(owner)
+        # Queue a task in (priority, arrival) order; False if it was canceled
+        # meanwhile (not queued). The queue's own method: one call, not two.
+        self.push: Callable[[TaskInfo], bool] = self.ready.push
         self.running = 0
-        self.queued = dict.fromkeys(PRIORITIES, 0)
         self._limits: dict[int, float] = {}
         self.configure(pool_size, reserve_normal, reserve_high)
 
@@ -258,18 +280,14 @@ class Admission:
             TASK_CRITICAL: math.inf,
         }
 
-    def push(self, task: TaskInfo) -> bool:
-        """Queue ``task`` in (priority, arrival) order; False if it was
-        canceled meanwhile (not queued)."""
-        if not self.ready.push(task):
-            return False
-        self.queued[task.priority] += 1
-        return True
+    @property
+    def queued(self) -> dict[int, int]:
+        """Live tasks in the ready queue, by priority."""
+        return self.ready.queued
 
     def discard(self, task: TaskInfo) -> None:
         """Forget a queued task that was canceled."""
-        if self.ready.discard(task):
-            self.queued[task.priority] -= 1
+        self.ready.discard(task)
 
     def admissible(self) -> TaskInfo | None:
         """The head, if the reserve rule lets it start now; else None."""
@@ -283,13 +301,25 @@ class Admission:
 
         The taken task holds a slot until :meth:`release`.
         """
-        task = self.ready.peek()
-        if task is None or self.running >= self._limits[task.priority]:
+        if not self.ready._live:  # (most calls, when the pool keeps up)
             return None
-        self.ready.pop(task)
-        self.queued[task.priority] -= 1
-        self.running += 1
+        task = self.ready.pop_admitted(self._limits, self.running)
+        if task is not None:
+            self.running += 1
         return task
+
+    def admit_now(self, task: TaskInfo) -> bool:
+        """Take ``task`` without queueing it, if nothing is queued and the
+        reserve rule lets it start now (it would be the head, admitted at
+        once). The taken task holds a slot until :meth:`release`.
+
+        A record canceled meanwhile may be taken: it holds its slot until
+        the worker finds it final, as a head canceled after its admission.
+        """
+        if self.ready._live or self.running >= self._limits[task.priority]:
+            return False
+        self.running += 1
+        return True
 
     def reclaim(self) -> None:
         """A task that lent its slot while it blocked runs again: it holds a
@@ -302,5 +332,4 @@ class Admission:
 
     def drain(self) -> list[TaskInfo]:
         """Remove and return every queued task (supervisor stop)."""
-        self.queued = dict.fromkeys(PRIORITIES, 0)
         return self.ready.drain()

@@ -65,7 +65,15 @@ from .errors import Replace, Retry, format_exception, message_of
 from .events import EventBus
 from .links import TaskLinks
 from .options import TaskOptions
-from .waiting import Defer, StartedEvent, call_logged, running
+from .waiting import (
+    Defer,
+    DoneCallback,
+    LockWaiter,
+    StartedEvent,
+    Waiter,
+    call_logged,
+    running,
+)
 
 logger = logging.getLogger("atasker")
 
@@ -148,7 +156,8 @@ class TaskInfo(TaskLinks):
         target: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
-        *,
+        # Positional too: a class called with keywords builds a dict of them,
+        # which cost the submit of a no-op task 10% (dispatch passes them so).
         tt: int,
         priority: int,
         name: str | None = None,
@@ -403,22 +412,33 @@ class TaskInfo(TaskLinks):
         """Final: CANCELED, from any non-final status (supervisor stop)."""
         return self._finish(TASK_STATUS_CANCELED, defer=defer, reason=reason)
 
-    def run(self) -> None:
+    def run(self) -> list[Waiter] | None:
         """Run the target in this thread and store its outcome (a thread task
         with atasker 0.7's options only; the others run as attempts, see
         :mod:`atasker.pools.threadattempt`).
 
         Does nothing if the task was canceled before it could start. Never
         raises: the task's exception goes on the record.
+
+        Returns:
+            The waiters of a record that completed with no user code to
+            follow: the caller wakes them (:func:`wake_waiters`) as soon as
+            its own bookkeeping is done, so that they find the GIL free.
+            None: there were none, or they are woken.
         """
         # _begin(), inlined: this is the hot path (calling it costs a plain
         # no-op task 7% more instructions); a plain record has no expiry.
         with self._lock:
             if self.status != TASK_STATUS_QUEUED:
-                return
+                return None
             self.status = TASK_STATUS_STARTED
             self.time_started = time.time()
-            started = None if self._waiters is None else self._started_event_locked()
+            started = None
+            if self._waiters is not None:  # _started_event_locked(), inlined
+                for waiter in self._waiters:
+                    if type(waiter) is StartedEvent:
+                        started = waiter
+                        break
             # Read under the lock: once final, the record drops them.
             target, args, kwargs = self.target, self.args, self.kwargs
             extra = self._extra
@@ -440,10 +460,64 @@ class TaskInfo(TaskLinks):
                 result = context.run(target, *args, **kwargs)
         except BaseException as exc:
             self.set_exception(exc)
+            return None
         else:
-            self._finish(TASK_STATUS_COMPLETED, result)
+            return self._complete(result)
         finally:
             running.task = None
+
+    def _complete(self, result: Any) -> list[Waiter] | None:
+        """:meth:`run`'s success: ``_finish(COMPLETED, result)`` for a record
+        with nothing of attempts (no ``_extra``: no expiry, no cancel
+        request), which is the hot path; any other goes to :meth:`_finish`.
+
+        Returns the waiters for the caller to wake if no user code follows
+        (see :meth:`run`); else wakes them, then runs that code."""
+        with self._lock:
+            fast = self.status == TASK_STATUS_STARTED and self._extra is None
+            if fast:
+                self.result = result
+                self.time_completed = time.time()
+                self.status = TASK_STATUS_COMPLETED
+                waiters, self._waiters = self._waiters, None
+                callbacks, self._done_callbacks = self._done_callbacks, None
+                # What it ran: see _finish (a thread task holds no payload
+                # or handle, and a running record no container).
+                self._context = self.target = None
+                self.args = ()
+                self.kwargs = FINISHED_KWARGS
+                owner = self._owner
+                if owner is not None:
+                    owner._task_finished(self, TASK_STATUS_STARTED)
+        if not fast:
+            self._finish(TASK_STATUS_COMPLETED, result)
+            return None
+        if owner is not None and owner._events.active:
+            owner._events.publish(self.id, self.name, "success", result)
+        callback = self.callback
+        if callback is None and not callbacks:
+            return waiters  # nothing follows: the caller wakes them
+        if waiters is not None:
+            wake_waiters(waiters)
+        self._call_back(callback, result, callbacks)
+        return None
+
+    def _call_back(
+        self,
+        callback: Callable[[Any], Any] | None,
+        result: Any,
+        callbacks: list[DoneCallback] | None,
+    ) -> None:
+        """User code after a final transition: the ``callback`` option with
+        the result (COMPLETED only), then the done callbacks; what they
+        raise is logged."""
+        if callback is not None:
+            try:
+                callback(result)
+            except BaseException:
+                logger.exception("callback of task %s failed", self.id)
+        for fn in callbacks or ():
+            call_logged("done callback", fn, self)
 
     def _finish(
         self,
@@ -530,9 +604,7 @@ class TaskInfo(TaskLinks):
         if coroutine_args:
             _close_coroutines(coroutine_args)
         if waiters is not None:
-            for waiter in waiters:
-                if type(waiter) is not StartedEvent:  # a canceled task never started
-                    waiter.set()
+            wake_waiters(waiters)
         if owner is not None:
             if owner._events.active:
                 self._publish_final(owner._events, status, result, exception, text)
@@ -547,13 +619,7 @@ class TaskInfo(TaskLinks):
             def notify() -> None:
                 if options is not None:
                     self._end_hooks(options, status, previous, result, exception)
-                if callback is not None:
-                    try:
-                        callback(result)
-                    except BaseException:
-                        logger.exception("callback of task %s failed", self.id)
-                for fn in callbacks or ():
-                    call_logged("done callback", fn, self)
+                self._call_back(callback, result, callbacks)
 
             if defer is None:
                 notify()
@@ -596,6 +662,16 @@ class TaskInfo(TaskLinks):
         """A class task's ClassRun (classtasks/classrun.py), else None."""
         extra = self._extra
         return None if extra is None else extra.class_run
+
+
+def wake_waiters(waiters: list[Waiter]) -> None:
+    """Wake the internal waiters of a record that is now final (quick, and
+    never raises)."""
+    for waiter in waiters:
+        if type(waiter) is LockWaiter:  # a thread in wait()/get()
+            waiter.release()
+        elif type(waiter) is not StartedEvent:  # a canceled one never started
+            waiter.set()  # type: ignore[union-attr]  # (not a LockWaiter)
 
 
 def _close_coroutines(args: tuple[Any, ...]) -> None:

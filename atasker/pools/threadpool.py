@@ -42,8 +42,9 @@ import logging
 import threading
 from typing import Callable
 
-from ..core.task import TaskInfo
-from ..core.waiting import running
+from ..core.constants import TASK_CRITICAL
+from ..core.task import TaskInfo, wake_waiters
+from ..core.waiting import Waiter, running
 from .pool import AdmittingPool, Deadline, IdleStack
 from .pool import remaining as pool_remaining
 
@@ -55,11 +56,12 @@ IDLE_TIMEOUT = 10.0
 
 
 class _Worker:
-    __slots__ = ("idle", "task", "wakeup")
+    __slots__ = ("idle", "task", "current", "wakeup")
 
     def __init__(self) -> None:
         self.idle = False
-        self.task: TaskInfo | None = None
+        self.task: TaskInfo | None = None  # handed over, not yet taken
+        self.current: TaskInfo | None = None  # running now (get_info reads it)
         # Held while the worker is parked; the dispatcher releases it.
         self.wakeup = threading.Lock()
         self.wakeup.acquire()
@@ -70,13 +72,15 @@ class ThreadPool(AdmittingPool):
 
     Args:
         name_prefix: thread names are ``<name_prefix><n>``.
-        run_task: runs one task in the calling thread; must not raise.
+        run_task: runs one task in the calling thread; must not raise;
+            returns the task's waiters for the pool thread to wake once it
+            has done its own bookkeeping (see TaskInfo.run), or None.
     """
 
     def __init__(
         self,
         name_prefix: str,
-        run_task: Callable[[TaskInfo], None],
+        run_task: Callable[[TaskInfo], list[Waiter] | None],
         *,
         pool_size: int,
         reserve_normal: int,
@@ -89,6 +93,7 @@ class ThreadPool(AdmittingPool):
         self._run_task = run_task
         self._idle: IdleStack[_Worker] = IdleStack()
         self._threads: set[threading.Thread] = set()
+        self._workers: set[_Worker] = set()
         # Threads still running a task past its time limit and grace: no
         # longer counted, joined or given work (see abandon()).
         self._abandoned: set[threading.Thread] = set()
@@ -136,6 +141,22 @@ class ThreadPool(AdmittingPool):
         with self._lock:
             if not self._accepting:
                 return False
+            idle = self._idle
+            if idle:
+                if self._admission.admit_now(task):
+                    # Nothing was queued, so it was the head: to a parked worker.
+                    worker = idle.pop()
+                    worker.idle = False
+                    worker.task = task
+                    worker.wakeup.release()
+                    return True
+            elif task.priority != TASK_CRITICAL and self._full_locked(
+                self._size, self.max_size
+            ):
+                # Every thread is busy and none may start for it: it waits.
+                # (No CRITICAL task ever waits here: it always starts.)
+                self._admission.push(task)
+                return True
             if not self._admission.push(task):
                 return True  # canceled meanwhile: accepted, and already final
             spawn = self._dispatch_locked()
@@ -188,12 +209,14 @@ class ThreadPool(AdmittingPool):
             )
             with self._lock:
                 self._threads.add(thread)
+                self._workers.add(worker)
             try:
                 thread.start()
             except RuntimeError as exc:  # the OS refused a thread
                 worker.task = None
                 with self._lock:
                     self._threads.discard(thread)
+                    self._workers.discard(worker)
                     self._size -= 1
                     if task is not None:
                         self._slot_freed_locked()
@@ -250,6 +273,13 @@ class ThreadPool(AdmittingPool):
             self._start_threads(spawn)
         return True
 
+    def running_tasks(self) -> list[TaskInfo]:
+        """The records its threads run now (abandoned threads' included: a
+        caller filters by status). O(threads): nothing queued is read."""
+        with self._lock:
+            workers = list(self._workers)
+        return [task for task in (w.current for w in workers) if task is not None]
+
     @property
     def abandoned(self) -> int:
         """Abandoned threads still running."""
@@ -266,36 +296,52 @@ class ThreadPool(AdmittingPool):
             if task is None:
                 task = self._park(worker)
             while task is not None:
+                worker.current = task
+                waiters = None
                 try:
-                    self._run_task(task)
+                    waiters = self._run_task(task)
                 except BaseException as exc:  # run_task must not: keep the count
                     logger.exception("task runner failed for %s", task)
                     task.set_exception(exc)  # and the task must end
                 # Hold no finished task while waiting for the next one.
-                task = None
-                task = self._next(worker)
+                task = worker.current = None
+                task = self._next(worker, waiters)
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
+                self._workers.discard(worker)
                 self._drained.notify_all()
 
-    def _next(self, worker: _Worker) -> TaskInfo | None:
-        """Free the finished task's slot; return the next task, or None to exit."""
+    def _next(self, worker: _Worker, waiters: list[Waiter] | None) -> TaskInfo | None:
+        """Free the finished task's slot; wake its ``waiters``; return the
+        next task, or None to exit.
+
+        The waiters are woken last, once this thread has freed the slot and
+        taken its next task or parked: the GIL is theirs as soon as this
+        thread blocks or runs that task, not after more bookkeeping (and a
+        woken waiter sees the slot free).
+        """
+        park = False
         with self._lock:
-            if self._abandoned:
+            if self._abandoned and threading.current_thread() in self._abandoned:
+                # Its slot and place are gone: it exits.
                 current = threading.current_thread()
-                if current in self._abandoned:  # its slot and place are gone
-                    self._abandoned.discard(current)
-                    logger.warning("abandoned thread %s returned", current.name)
-                    return None
-            self._slot_freed_locked()
-            task = self._admission.admit_next()
-            if task is not None:
-                return task
-            if self._stopping or self._surplus_locked(self._size, self.max_size):
-                self._size -= 1
-                return None
-        return self._park(worker)
+                self._abandoned.discard(current)
+                logger.warning("abandoned thread %s returned", current.name)
+                task = None
+            else:
+                self._slot_freed_locked()
+                task = self._admission.admit_next()
+                if task is None:
+                    size = self._size
+                    if self._stopping or self._surplus_locked(size, self.max_size):
+                        self._size = size - 1  # it exits
+                    else:
+                        worker.idle = park = True
+                        self._idle.push(worker)
+        if waiters is not None:
+            wake_waiters(waiters)
+        return self._wait_handoff(worker) if park else task
 
     def _park(self, worker: _Worker) -> TaskInfo | None:
         """Wait, idle, for a hand-off; None when the worker should exit."""
@@ -305,6 +351,10 @@ class ThreadPool(AdmittingPool):
                 return None
             worker.idle = True
             self._idle.push(worker)
+        return self._wait_handoff(worker)
+
+    def _wait_handoff(self, worker: _Worker) -> TaskInfo | None:
+        """Parked: block until handed a task; None when the worker should exit."""
         while not worker.wakeup.acquire(timeout=self.idle_timeout):
             with self._lock:
                 if not worker.idle:
