@@ -153,21 +153,21 @@ class TaskFunction:
     ) -> TaskInfo:
         tt, plain, pass_task_id = routing
         supervisor: TaskSupervisor = options.supervisor or task_supervisor
-        return supervisor._submit(
+        return supervisor._submit(  # (positional: the hot path)
             self._function,
             args,
             kwargs,
             options,
             tt,
-            plain=plain,
-            task_id=task_id,
-            pass_task_id=pass_task_id,
-            pickle_as=(
-                self._pickle_as()
+            plain,
+            task_id,
+            pass_task_id,
+            (
+                self._pickle_as()  # what a process or an executor unpickles
                 if tt == TT_MP or (not plain and options.pool is not None)
                 else None
             ),
-            follow=follow,
+            follow,
         )
 
     # ------------------------------------------------------------------

@@ -29,7 +29,7 @@ import time
 import types
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from ..aio.cotask import cancel_coroutine, schedule_coroutine
 from ..core import deps, names
@@ -65,6 +65,7 @@ from ..pools.mpthreads import UserCodeThread
 from ..pools.mpworker import SOFT_LIMITS
 from ..pools.processpool import ProcessPool
 from ..pools.threadpool import ThreadPool
+from .lifecycle import RUNNING, Lifecycle
 from .release import TaskRelease, when
 
 logger = logging.getLogger("atasker")
@@ -85,6 +86,7 @@ class TaskDispatch(TaskRelease):
     _mp_pool: ProcessPool | None
     _user_code: UserCodeThread  # see _run_user_code
     _events: EventBus
+    _lifecycle: Lifecycle
 
     if TYPE_CHECKING:  # the supervisor's, and its other parts'
 
@@ -254,7 +256,7 @@ class TaskDispatch(TaskRelease):
         kwargs: dict[str, Any],
         options: TaskOptions,
         tt: int,
-        *,
+        # Positional too: TaskFunction passes them so (keywords cost a call).
         plain: bool | None = None,
         task_id: str | None = None,
         pass_task_id: bool = False,
@@ -274,7 +276,7 @@ class TaskDispatch(TaskRelease):
             class_run: a class task's ClassRun (classtasks/classrun.py).
         """
         pool, timer = self._pool, self._timer
-        if pool is None or timer is None or not self._active:
+        if pool is None or timer is None or self._lifecycle.state != RUNNING:
             raise SupervisorNotRunningError(
                 f"supervisor {self.id} is not running: call start() first"
             )
@@ -288,6 +290,31 @@ class TaskDispatch(TaskRelease):
             plain = False
         elif plain is None:
             plain = options.is_plain(tt)
+        if plain and tt == TT_THREAD and not options.delay:
+            # atasker 0.7's options, to the thread pool now: the hot path.
+            task = TaskInfo(  # (positional: see TaskInfo.__init__)
+                task_id,
+                target,
+                args,
+                kwargs,
+                tt,
+                options.priority,
+                options.name,
+                None,
+                options.callback,
+                options.time_limit,
+                self,
+            )
+            self._registry.add(task)
+            if self._events.active:  # before the pool may start it
+                self._events.publish(task_id, task.name, "queued", None)
+            try:
+                if pool.submit(task):
+                    return task
+            except BaseException:
+                self._registry.remove(task)
+                raise
+            self._refuse(task)
         # Beyond atasker 0.7's options: when it is due and expires, what it
         # depends on, and the record keeps what its attempts need.
         if plain:
@@ -301,20 +328,20 @@ class TaskDispatch(TaskRelease):
             record_options = options.replace(depends_on=()) if dependencies else options
             if follow is not None:
                 dependencies = [*dependencies, *follow.records]
-        task = TaskInfo(
+        task = TaskInfo(  # (positional: see TaskInfo.__init__)
             task_id,
             target,
             args,
             kwargs,
-            tt=tt,
-            priority=options.priority,
-            name=options.name,
-            delay=delay,
-            callback=options.callback,
-            time_limit=options.time_limit,
-            owner=self,
-            options=record_options,
-            delayed=bool(dependencies),
+            tt,
+            options.priority,
+            options.name,
+            delay,
+            options.callback,
+            options.time_limit,
+            self,
+            record_options,
+            bool(dependencies),
         )
         extra = task._extra
         if extra is not None:
@@ -353,7 +380,7 @@ class TaskDispatch(TaskRelease):
             elif delay:
                 accepted = timer.schedule(task, delay)
             elif tt == TT_THREAD and task.handle is None:  # _enqueue() inlined
-                accepted = pool.submit(task)  # (1% of a no-op task)
+                accepted = pool.submit(task)
             else:
                 accepted = self._enqueue(task)
         except BaseException:
@@ -361,12 +388,17 @@ class TaskDispatch(TaskRelease):
             _cancel_links(task.children)  # (all: it never ran)
             raise
         if not accepted:
-            self._registry.remove(task)
-            _cancel_links(task.children)  # (all: it never ran)
-            raise SupervisorNotRunningError(f"supervisor {self.id} is stopping")
+            self._refuse(task)
         if expires_at is not None:
             self._arm_expiry(task, timer, expires_at - time.time())
         return task
+
+    def _refuse(self, task: TaskInfo) -> NoReturn:
+        """A pool or the timer refused ``task`` (the supervisor is stopping):
+        it was never accepted."""
+        self._registry.remove(task)
+        _cancel_links(task.children)  # (all: it never ran)
+        raise SupervisorNotRunningError(f"supervisor {self.id} is stopping")
 
     def _make_links(self, task: TaskInfo, options: TaskOptions) -> None:
         """The records of a task's links, made with it: DELAYED, following
