@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..core.errors import safe_repr
+from .mpchannel import Message
 
 READY = b"ready"
 INIT_FAILED = "init-failed"
@@ -134,6 +135,8 @@ def encode_outcome(
     says so, sent in its place. ``retryable`` False: the attempt asked for
     no automatic retry.
     """
+    if ok and value is None and traceback_text is None and retryable:
+        return _RETURNED_NONE
     try:
         return pickle.dumps(
             (ok, value, traceback_text, retryable), pickle.HIGHEST_PROTOCOL
@@ -150,12 +153,18 @@ def encode_outcome(
         )
 
 
+# The outcome of a task that returned None (what most procedures do),
+# pickled once.
+_NONE_OUTCOME: Outcome = (True, None, None, True)
+_RETURNED_NONE = pickle.dumps(_NONE_OUTCOME, pickle.HIGHEST_PROTOCOL)
+
+
 def encode_retries(retries: int, eta: float | None) -> bytes:
     """The header of a retried task's payload (pool side)."""
     return RETRIES + f"{retries} {eta!r}".encode()
 
 
-def decode_retries(data: bytes) -> tuple[int, float | None]:
+def decode_retries(data: Message) -> tuple[int, float | None]:
     """``(retries, eta)`` from :func:`encode_retries`'s header (worker side)."""
     count, eta = data[1:].split(b" ")
     return int(count), None if eta == b"None" else float(eta)
@@ -181,7 +190,7 @@ def encode_json(tag: bytes, value: Any) -> bytes:
     return tag + json.dumps(value, separators=(",", ":")).encode()
 
 
-def decode_json(data: bytes) -> Any:
+def decode_json(data: Message) -> Any:
     """The value of an EVENT or CONTROL message (raises ValueError if it
     is not one)."""
     return json.loads(bytes(memoryview(data)[1:]))
@@ -236,18 +245,18 @@ Outcome = tuple[bool, Any, "str | None", bool]
 _GLOBAL_OPCODES = re.compile(rb"[\x82-\x84\x93]")
 
 
-def _names_globals(data: bytes | memoryview) -> bool:
+def _names_globals(data: Message | memoryview) -> bool:
     return _GLOBAL_OPCODES.search(data) is not None
 
 
-def _unpickle(data: bytes | memoryview, user_code: bool) -> Any:
+def _unpickle(data: Message | memoryview, user_code: bool) -> Any:
     if not user_code and not _names_globals(data):
         return pickle.loads(data)  # nothing to resolve: faster
     unpickler = _UserUnpickler if user_code else _ManagerUnpickler
     return unpickler(io.BytesIO(data)).load()
 
 
-def decode_outcome(data: bytes, user_code: bool) -> Outcome:
+def decode_outcome(data: Message, user_code: bool) -> Outcome:
     """Unpickle a worker's answer into ``(ok, value, traceback_text, retryable)``.
 
     Never raises: an answer that cannot be unpickled, or an "exception" that
@@ -259,6 +268,8 @@ def decode_outcome(data: bytes, user_code: bool) -> Outcome:
             (the only exception let out) if decoding needs more than builtin
             types; True on a thread that may run user code.
     """
+    if data == _RETURNED_NONE:
+        return _NONE_OUTCOME
     try:
         ok, value, text, retryable = _unpickle(data, user_code)
     except NeedsUserCode:  # only _ManagerUnpickler raises it: decode elsewhere
@@ -283,7 +294,7 @@ def decode_outcome(data: bytes, user_code: bool) -> Outcome:
     )
 
 
-def decode_state(data: bytes, user_code: bool) -> tuple[str | None, Any]:
+def decode_state(data: Message, user_code: bool) -> tuple[str | None, Any]:
     """Unpickle an ``update_state`` message into ``(state, meta)``.
 
     Raises:

@@ -15,7 +15,10 @@ the pool is broken (the pool decides what that means for its tasks).
 
 The roster keeps processes; what a worker's end means for its task is the
 pool's business. Methods named ``*_locked`` run under the pool's lock (the
-roster shares it); the others take it themselves.
+roster shares it); the others take it themselves. Only the pool's manager
+thread adds or removes workers; a submitter may take an idle one (see
+processpool). ``version`` changes whenever the workers or their states do:
+the manager rebuilds what it waits on only then.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 from ..core.errors import ProcessPoolStartError, WorkerLostError, time_limit_error
 from ..core.task import TaskInfo
+from .mpchannel import Channel
 from .mplaunch import Launcher, WorkerProcess, close_connection
 from .pool import IdleStack, remaining
 
@@ -55,14 +59,20 @@ STOP_GRACE = 1.0
 
 STARTING, IDLE, BUSY, GONE = "starting", "idle", "busy", "gone"
 
+# Tags of what the manager waits on (mpselect): a worker's connection has
+# something to read, a worker or a retiring process ended.
+ANSWER, DIED, EXITED = "answer", "died", "exited"
+
 
 class Worker:
     """One worker process and the task it runs."""
 
     __slots__ = (
+        "channel",
         "deadline",
         "decoding",
         "process",
+        "sending",
         "state",
         "task",
         "tasks_done",
@@ -71,6 +81,14 @@ class Worker:
 
     def __init__(self, process: WorkerProcess, temporary: bool) -> None:
         self.process = process
+        self.channel = Channel(process.conn)
+        # Held while a message is written to the worker, and while its
+        # connection closes: the manager and a submitter both write (see
+        # processpool), and a write must never meet a closed (or reused)
+        # descriptor. Re-entrant: a signal handler that submits a task
+        # may run in a thread that has just sent this worker its previous
+        # task and not yet let go of the lock.
+        self.sending = threading.RLock()
         self.temporary = temporary  # started for a CRITICAL task, leaves after it
         self.state = STARTING
         self.task: TaskInfo | None = None
@@ -116,6 +134,11 @@ class WorkerRoster:
         self.retry_at = 0.0  # no start before this time.monotonic()
         self.starting_extra = False
         self.ending = False  # no new worker from now on
+        # Changes whenever a worker is added or removed or changes state
+        # (but for IDLE <-> BUSY): what is waited on, and the counts below.
+        self.version = 0
+        self._counted = -1  # the version _kept and _starting were counted at
+        self._kept = self._starting = 0
 
     # ------------------------------------------------------------------
     # Starting
@@ -128,9 +151,13 @@ class WorkerRoster:
         the pool decides by the rule both pools share)."""
         if self.ending or self.retry_at:
             return []
-        kept = sum(1 for w in self.workers if not w.temporary)
-        starting = sum(1 for w in self.workers if w.state == STARTING)
-        launches = [False] * min(self.processes - kept, MAX_STARTING - starting)
+        if self._counted != self.version:  # (most steps: nothing changed)
+            self._kept = sum(1 for w in self.workers if not w.temporary)
+            self._starting = sum(1 for w in self.workers if w.state == STARTING)
+            self._counted = self.version
+        launches = [False] * min(
+            self.processes - self._kept, MAX_STARTING - self._starting
+        )
         if grow_for_critical and not self.idle and not self.starting_extra:
             self.starting_extra = True
             launches.append(True)
@@ -149,12 +176,14 @@ class WorkerRoster:
             return error
         with self._lock:
             self.workers.append(Worker(process, temporary))
+            self.version += 1
         return None
 
     def started_locked(self, worker: Worker) -> None:
         """The worker said READY: it is idle."""
         worker.state = IDLE
         worker.deadline = None
+        self.version += 1
         self.failures = 0
         if worker.temporary:
             self.starting_extra = False
@@ -199,35 +228,39 @@ class WorkerRoster:
     # Running
     # ------------------------------------------------------------------
 
-    def wait_set(
-        self,
-    ) -> tuple[list[Worker], list[WorkerProcess], list[Any], float | None]:
-        """What the manager waits on: workers, retiring processes, the
-        objects for ``wait()``, and the nearest deadline (or None)."""
-        with self._lock:
-            workers = list(self.workers)
-            retiring = list(self.retiring)
-        objects: list[Any] = []
-        for process in retiring:
-            objects += process.sentinels
-        times = [self.retry_at] if self.retry_at else []
-        for worker in workers:
-            objects.append(worker.process.conn)
-            objects += worker.process.sentinels
-            if worker.deadline is not None:
-                times.append(worker.deadline)
-        return workers, retiring, objects, min(times) if times else None
+    def wait_entries(self) -> list[tuple[Any, tuple[str, Any]]]:
+        """What the manager waits on, each with its tag: every worker's
+        connection (ANSWER) and sentinels (DIED), and the sentinels of the
+        retiring processes (EXITED). Only the manager thread changes the
+        lists (it calls this)."""
+        entries: list[tuple[Any, tuple[str, Any]]] = []
+        for worker in self.workers:
+            entries.append((worker.process.conn, (ANSWER, worker)))
+            entries += [(s, (DIED, worker)) for s in worker.process.sentinels]
+        for process in self.retiring:
+            entries += [(s, (EXITED, process)) for s in process.sentinels]
+        return entries
 
-    def reap(self, retiring: list[WorkerProcess], ready: set[Any]) -> None:
-        """Join the retiring processes that have exited; end a retry pause."""
-        for process in retiring:
-            if process.exitcode() is not None or any(
-                s in ready for s in process.sentinels
-            ):
+    def due(self) -> float | None:
+        """The nearest deadline (a start, a time limit, the end of a retry
+        pause), or None."""
+        times = [w.deadline for w in self.workers if w.deadline is not None]
+        if self.retry_at:
+            times.append(self.retry_at)
+        return min(times) if times else None
+
+    def reap(self, retiring: list[WorkerProcess], exited: list[Any]) -> None:
+        """Join the processes of ``retiring`` that have exited (``exited``:
+        those whose sentinel fired); end a retry pause that is over."""
+        if not retiring and not self.retry_at:
+            return  # (most steps)
+        for process in list(retiring):
+            if process in exited or process.exitcode() is not None:
                 process.join()
                 process.close()
                 with self._lock:
                     self.retiring.remove(process)
+                self.version += 1
         if self.retry_at and self.retry_at <= time.monotonic():
             self.retry_at = 0.0
 
@@ -254,28 +287,34 @@ class WorkerRoster:
             worker.state = GONE
             self.workers.remove(worker)
             self.retiring.append(worker.process)
+            self.version += 1
             return True
         worker.state = IDLE
         self.idle.push(worker)
         return False
 
-    def kill(self, worker: Worker) -> bool:
-        """Kill a worker and wait for it; True if it was still starting."""
+    def remove_locked(self, worker: Worker) -> bool:
+        """Forget a worker that is to be killed (GONE: nobody takes it now);
+        True if it was still starting."""
         starting = worker.state == STARTING
         worker.state = GONE
-        worker.process.kill()
-        worker.process.join()
-        return starting
-
-    def remove_locked(self, worker: Worker, starting: bool) -> None:
-        """Forget a killed worker."""
         if worker in self.workers:
             self.workers.remove(worker)
         if worker in self.idle:
             self.idle.remove(worker)
         if worker.temporary and starting:
             self.starting_extra = False
+        self.version += 1
         self._changed.notify_all()
+        return starting
+
+    @staticmethod
+    def kill(worker: Worker) -> None:
+        """Kill a removed worker, wait for it, close its connection."""
+        worker.process.kill()
+        worker.process.join()
+        with worker.sending:  # a submitter's write to it has ended
+            close_connection(worker.process.conn)
 
     # ------------------------------------------------------------------
     # Ending
@@ -291,11 +330,15 @@ class WorkerRoster:
             self.idle.take_all()
             processes = [w.process for w in workers] + self.retiring
             self.retiring = []
+            self.version += 1
         for worker in workers:
             if worker.task is not None:
                 worker.process.kill()
+        for worker in workers:
+            with worker.sending:  # a submitter's write to it has ended
+                close_connection(worker.process.conn)
         for process in processes:
-            close_connection(process.conn)
+            close_connection(process.conn)  # (closed already: nothing)
         deadline = time.monotonic() + STOP_GRACE
         pending = {s: p for p in processes for s in p.sentinels}
         while pending:

@@ -39,6 +39,7 @@ from typing import Any
 
 from ..core.context import TaskContext, set_process_context
 from ..core.errors import SoftTimeLimitExceeded, format_exception, soft_limit_error
+from .mpchannel import Channel, Message
 from .mpcodec import (
     CONTROL,
     EVENT,
@@ -133,17 +134,17 @@ class _PayloadUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-# The connection to the parent, and what serialises the messages sent on it
+# The channel to the parent, and what serialises the messages sent on it
 # (a task may emit from threads of its own; a class task's stop() runs on its
 # control thread).
-_conn: Connection | None = None
+_channel: Channel | None = None
 _send_lock = threading.Lock()
 
 
 def _send(message: bytes) -> None:
-    assert _conn is not None
+    assert _channel is not None
     with _send_lock:
-        _conn.send_bytes(message)
+        _channel.send(message)
 
 
 def send_event(event: str, data: Any) -> None:
@@ -162,18 +163,20 @@ def control_messages(on_message: Callable[[Any], None]) -> Iterator[None]:
     told to stop and joined (so are the handlers), and the main loop reads
     again, skipping a CONTROL message that came too late.
     """
-    conn = _conn
-    assert conn is not None
+    channel = _channel
+    assert channel is not None
     wake_r, wake_w = os.pipe()
     requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def listen() -> None:
         while True:
-            ready = wait([conn, wake_r])
-            if wake_r in ready:
-                return
+            # What the main loop's last read brought in is read first.
+            if not channel.buffered():
+                ready = wait([channel.conn, wake_r])
+                if wake_r in ready:
+                    return
             try:
-                message = conn.recv_bytes()
+                message = channel.recv()
             except (EOFError, OSError):
                 return  # the parent is gone: the lifeline ends us
             if message[:1] == CONTROL:
@@ -210,14 +213,14 @@ _END = object()  # no more control requests
 
 def _run_tasks(conn: Connection) -> None:
     """Answer payloads one at a time until the parent closes its end."""
-    global _conn
-    _conn = conn
+    global _channel
+    _channel = channel = Channel(conn)
     if SOFT_LIMITS:
         signal.signal(signal.SIGALRM, _soft_limit_reached)
     retries, eta = 0, None
     while True:
         try:
-            payload = conn.recv_bytes()
+            payload = channel.recv()
         except (EOFError, OSError):
             return  # the pool closed its end: stop
         if payload[:1] == RETRIES:
@@ -226,7 +229,7 @@ def _run_tasks(conn: Connection) -> None:
         if payload[:1] == CONTROL:
             continue  # for a class task that has ended: too late
         try:
-            message = _run_task(conn, payload, retries, eta)
+            message = _run_task(payload, retries, eta)
         except SoftTimeLimitExceeded as exc:  # the alarm rang as the task ended
             _disarm_soft_limit()
             message = encode_outcome(False, exc, format_exception(exc))
@@ -238,9 +241,7 @@ def _run_tasks(conn: Connection) -> None:
             return
 
 
-def _run_task(
-    conn: Connection, payload: bytes, retries: int, eta: float | None
-) -> bytes:
+def _run_task(payload: Message, retries: int, eta: float | None) -> bytes:
     """Run one payload; its outcome, encoded."""
     context = None
     try:
@@ -252,7 +253,7 @@ def _run_task(
         # A task function object (TaskFunction) travels by reference: run
         # the function it wraps, not another submit.
         target = getattr(target, "__atasker_function__", target)
-        context = _context(conn, info, retries, eta, args, kwargs)
+        context = _context(info, retries, eta, args, kwargs)
         set_process_context(context)
         if info[7]:  # bind
             args = (context, *args)
@@ -270,7 +271,6 @@ def _run_task(
 
 
 def _context(
-    conn: Connection,
     info: WireInfo,
     retries: int,
     retry_eta: float | None,
@@ -280,10 +280,6 @@ def _context(
     task_id, name, priority, eta, expires, max_retries, _, _ = info
     if retries:
         eta = retry_eta  # when this attempt was due
-
-    def send_state(state: str | None, meta: Any) -> None:
-        _send(encode_state(state, meta))
-
     return TaskContext(
         task_id=task_id,
         name=name,
@@ -297,6 +293,11 @@ def _context(
         send_state=send_state,
         send_event=send_event,
     )
+
+
+def send_state(state: str | None, meta: Any) -> None:
+    """The running task called update_state(): tell the parent."""
+    _send(encode_state(state, meta))
 
 
 # The soft time limit: SIGALRM, raised as SoftTimeLimitExceeded in the task
