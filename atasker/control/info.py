@@ -1,6 +1,21 @@
 """Look-up and statistics: ``get_task``, ``get_tasks``, ``get_info`` (a
 snapshot of a supervisor's state, atasker 0.7's fields first) and 0.7's
-``mark_task_completed``."""
+``mark_task_completed``.
+
+``get_info()`` costs O(running), however many tasks are queued: nothing
+here scans the unfinished records. Where each field comes from::
+
+    queued, mp_queued, pools     the pools' counters
+    thread_tasks, mp_tasks       the records the pools' threads and worker
+                                 processes run now (pool.running_tasks())
+    delayed                      the timer's count + the registry's count of
+                                 records waiting for their dependencies +
+                                 thread tasks between two attempts (below)
+    completed, failed, ...       the registry's counters
+    tasks                        a TaskView: copied on first use, not here
+
+``get_tasks()`` is a TaskView too: O(1) at the call.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +31,7 @@ from ..core.constants import (
 )
 from ..core.registry import TaskRegistry
 from ..core.task import TaskInfo, current_task
-from ..pools.external import ExternalPool
+from .taskview import TaskView
 
 
 class TaskLookup:
@@ -31,14 +46,19 @@ class TaskLookup:
             task_id = task_id.id
         return self._registry.get(str(task_id))
 
-    def get_tasks(self, tt: int | None = None) -> dict[str, TaskInfo]:
-        """Unfinished records (queued, delayed, running) by id, of type ``tt``
-        if given (atasker 0.7 returns a dict too)."""
-        return {
-            task.id: task
-            for task in self._registry.active()
-            if tt is None or task.tt == tt
-        }
+    def get_tasks(self, tt: int | None = None) -> TaskView:
+        """Unfinished records (queued, delayed, running) by id.
+
+        Args:
+            tt: only the tasks of this type (TT_THREAD, TT_MP,
+                TT_COROUTINE); None: all.
+
+        Returns:
+            A read-only mapping, id -> record, that copies the records on
+            first use (atasker 0.7 returned a dict: ``dict(...)`` gives one).
+            O(1) here; the copy costs O(unfinished tasks).
+        """
+        return TaskView(self._registry, tt)
 
     def get_info(
         self,
@@ -102,12 +122,16 @@ def supervisor_info(
             fields and tasks only; False for counts only (no task lists).
         aloops, schedulers, async_job_schedulers: include those dicts.
 
+    Costs O(running tasks + pools + loops + schedulers), not O(queued):
+    see the module docstring.
+
     Returns:
         A namespace with atasker 0.7's fields ``id, active, started,
         thread_pool_size, thread_reserve_normal, thread_reserve_high,
-        thread_tasks`` (ids of running thread tasks), ``thread_tasks_count``,
-        the ``mp_`` twins, ``tasks`` (id -> unfinished record), ``aloops,
-        schedulers, async_job_schedulers``; and ``thread_pool_threads,
+        thread_tasks`` (ids of running thread tasks, oldest submitted
+        first), ``thread_tasks_count``, the ``mp_`` twins, ``tasks`` (id ->
+        unfinished record: a read-only TaskView, copied on first use),
+        ``aloops, schedulers, async_job_schedulers``; and ``thread_pool_threads,
         abandoned_threads`` (threads still running a task past its time
         limit and grace, no longer counted), ``queued``
         (priority -> count), ``mp_queued, mp_pids, default_aloop, delayed,
@@ -116,31 +140,27 @@ def supervisor_info(
         reserve_high, running, queued``).
     """
     registry = supervisor._registry
-    active = registry.active()
     threads = tt is None or tt is False or tt == TT_THREAD
     processes = tt is None or tt is False or tt == TT_MP
     lists = tt is not False
+    pool, mp_pool, timer = supervisor._pool, supervisor._mp_pool, supervisor._timer
+    held = pool.running_tasks() if pool is not None else []
     info = types.SimpleNamespace(
         id=supervisor.id,
         active=supervisor.active,
         started=supervisor.active,
         default_aloop=supervisor.default_aloop,
-        delayed=sum(1 for t in active if t.status == TASK_STATUS_DELAYED),
+        delayed=_delayed(timer, registry, held),
         completed=registry.completed,
         failed=registry.failed,
         canceled=registry.canceled,
         kept_finished=registry.finished_count(),
     )
     info.pools = supervisor._pools_info()
-    # Tasks in the built-in pools (an external pool's are in ``pools``).
-    running = [
-        t
-        for t in active
-        if t.status == TASK_STATUS_STARTED and type(t.handle) is not ExternalPool
-    ]
+    # The built-in pools' running tasks: an external pool's are in
+    # ``pools``, and coroutine tasks are in neither list.
     if threads:
-        pool = supervisor._pool
-        thread_ids = [t.id for t in running if t.tt == TT_THREAD]
+        thread_ids = _running_ids(held, TT_THREAD)
         info.thread_pool_size = supervisor.pool_size
         info.thread_reserve_normal = supervisor.reserve_normal
         info.thread_reserve_high = supervisor.reserve_high
@@ -151,8 +171,9 @@ def supervisor_info(
         if lists:
             info.thread_tasks = thread_ids
     if processes:
-        mp_pool = supervisor._mp_pool
-        mp_ids = [t.id for t in running if t.tt == TT_MP]
+        mp_ids = _running_ids(
+            mp_pool.running_tasks() if mp_pool is not None else [], TT_MP
+        )
         info.mp_pool_size = supervisor.mp_pool_size
         info.mp_reserve_normal = supervisor.mp_reserve_normal
         info.mp_reserve_high = supervisor.mp_reserve_high
@@ -162,7 +183,7 @@ def supervisor_info(
         if lists:
             info.mp_tasks = mp_ids
     if lists:
-        info.tasks = {t.id: t for t in active if tt is None or t.tt == tt}
+        info.tasks = TaskView(registry, tt)  # None, or one task type
     if aloops:
         info.aloops = supervisor.get_aloops()
     if schedulers:
@@ -174,3 +195,46 @@ def supervisor_info(
 
 def _queued(pool: Any) -> dict[int, int]:
     return pool.queued() if pool is not None else dict.fromkeys(PRIORITIES, 0)
+
+
+def _running_ids(held: list[TaskInfo], tt: int) -> list[str]:
+    """Ids of the records a pool holds that run now, oldest submitted first.
+
+    A pool may hold a record that has not started yet, or has ended, or
+    waits for its next attempt: only STARTED ones count. A thread task whose
+    time limit abandoned its thread may run again on another thread: listed
+    once.
+    """
+    running = {
+        task.id: task
+        for task in held
+        if task.status == TASK_STATUS_STARTED and task.tt == tt
+    }
+    # The order the registry lists them in (submit order), for a handful.
+    return [task.id for task in sorted(running.values(), key=_submitted)]
+
+
+def _submitted(task: TaskInfo) -> float:
+    return task.time_queued
+
+
+def _delayed(timer: Any, registry: TaskRegistry, held: list[TaskInfo]) -> int:
+    """Records DELAYED now, from counters, each counted once: in the timer
+    (a delay, an eta, a retry's countdown), waiting for dependencies (the
+    registry's count, kept by deps.py), or a thread task whose attempt just
+    failed and whose retry hooks run in its pool thread before the timer
+    takes it (DELAYED in no container: the pool thread still holds it).
+
+    Not counted: a record in hand-over between those (microseconds), and a
+    process, coroutine or external-pool task while its retry hooks run
+    (they run on a callbacks thread or its loop, which no pool lists).
+    """
+    delayed = registry.waiting_for_dependencies
+    if timer is not None:
+        delayed += timer.delayed
+    retrying = {
+        id(task)
+        for task in held
+        if task.status == TASK_STATUS_DELAYED and task._container is None
+    }
+    return delayed + len(retrying)

@@ -11,6 +11,14 @@
 A link is one of the dependency's internal waiters: woken in whichever
 thread finishes it, with no lock held, before any user code. Nothing polls.
 
+While it waits, the record is counted in its supervisor's registry
+(``waiting_for_dependencies``, read by ``get_info().delayed``): in when
+:func:`watch` starts the wait, out once, when the last dependency completes
+(before the release: from there the timer counts it, or it is QUEUED) or
+when the record becomes final first (canceled by a failed dependency, by
+``cancel()``, an expiry or a stop: a :class:`DependencyWait` among its own
+waiters says so).
+
 A dependant canceled in turn wakes its own dependants: the links of one
 thread are run from a queue, not by recursion (waiting.Cascading), so a
 long chain of failures does not exhaust the stack.
@@ -36,6 +44,7 @@ from .constants import (
     TASK_STATUS_COMPLETED,
     TASK_STATUS_DELAYED,
 )
+from .registry import TaskRegistry
 from .task import TaskInfo
 from .waiting import Cascading, Defer
 
@@ -97,11 +106,43 @@ def cancel_reason(kind: str | None, dependency: TaskInfo) -> str:
     return f"{kind}: {dependency.id} failed"
 
 
+class DependencyWait:
+    """Counts a dependant in its registry while it waits for its
+    dependencies (see the module docstring). A waiter of the dependant: its
+    ``set()`` (the dependant is final) ends the count if the release did not.
+
+    Args:
+        registry: the store that counts it (its supervisor's); None: an
+            owner without one, nothing is counted.
+    """
+
+    __slots__ = ("registry", "counted")
+
+    def __init__(self, registry: TaskRegistry | None) -> None:
+        self.registry = registry
+        self.counted = False  # the registry's lock guards it
+
+    def begin(self, dependant: TaskInfo) -> None:
+        """Count ``dependant`` until its release or its final status."""
+        registry = self.registry
+        if registry is None:
+            return
+        registry.dependency_wait_began(self)
+        if not dependant._add_waker(self):
+            self.set()  # final already (canceled since it was accepted)
+
+    def set(self) -> None:
+        """The wait is over (called once per way out; counted out once)."""
+        registry = self.registry
+        if registry is not None:
+            registry.dependency_wait_ended(self)
+
+
 class DependencyLink(Cascading):
     """Tells ``dependant`` that ``dependency`` is final (a waiter of the
     dependency; a cascade: see waiting.Cascading)."""
 
-    __slots__ = ("dependant", "dependency", "release", "defer", "kind")
+    __slots__ = ("dependant", "dependency", "release", "defer", "kind", "wait")
 
     def __init__(
         self,
@@ -110,12 +151,14 @@ class DependencyLink(Cascading):
         release: Callable[[TaskInfo], None],
         defer: Defer,
         kind: str | None = None,
+        wait: DependencyWait | None = None,
     ) -> None:
         self.dependant = dependant
         self.dependency = dependency
         self.release = release
         self.defer = defer
         self.kind = kind
+        self.wait = wait  # the dependant's count, shared by its links
 
     def _fire(self) -> None:
         try:
@@ -139,6 +182,8 @@ class DependencyLink(Cascading):
                 extra.pending -= 1
                 ready = extra.pending == 0 and dependant.status == TASK_STATUS_DELAYED
             if ready:
+                if self.wait is not None:
+                    self.wait.set()  # the timer or the pool has it next
                 self.release(dependant)
         except BaseException:  # a bug of ours: the finishing thread goes on
             logger.exception("dependency link of task %s failed", self.dependant.id)
@@ -156,7 +201,12 @@ def watch(
     ``kind``: the workflow it belongs to (see :func:`cancel_reason`)."""
     with dependant._lock:
         dependant._extra_locked().pending = len(dependencies)
+    # Counted before any link can fire (a dependency may be final already).
+    # The registry is the owner's (the supervisor's): get_info() reads it.
+    registry = getattr(dependant._owner, "_registry", None)
+    wait = DependencyWait(registry if isinstance(registry, TaskRegistry) else None)
+    wait.begin(dependant)
     for dependency in dependencies:
-        link = DependencyLink(dependant, dependency, release, defer, kind)
+        link = DependencyLink(dependant, dependency, release, defer, kind, wait)
         if not dependency._add_waker(link):
             link.set()  # already final

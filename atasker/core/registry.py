@@ -8,6 +8,13 @@ as atasker 0.7 documents). The pruning happens when a task finishes, so no
 thread sweeps the store and memory stays flat however many tasks run. A
 record dropped here is referenced by nothing of the package's: its result
 goes with it once the user drops their handles.
+
+Nothing here is scanned for statistics: the finished totals are counters,
+and so is the number of records waiting for their dependencies
+(:mod:`atasker.core.deps` keeps it here, one store per supervisor).
+:meth:`TaskRegistry.snapshot` copies the unfinished records under the lock
+at C speed (a few ms for 100,000) and filters outside it, so a reader never
+holds up a submit for longer than that copy.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from typing import Protocol
 
 from .constants import (
     FINAL_STATUSES,
@@ -24,6 +32,13 @@ from .constants import (
     TASK_STATUS_EXCEPTION,
 )
 from .task import TaskInfo
+
+
+class DependencyCount(Protocol):
+    """What the registry counts a dependency wait by (deps.DependencyWait):
+    whether it is counted now, read and written under the registry's lock."""
+
+    counted: bool
 
 
 class TaskRegistry:
@@ -39,6 +54,8 @@ class TaskRegistry:
         # slows down; popitem(last=False) is O(1).
         self._finished: OrderedDict[str, TaskInfo] = OrderedDict()
         self._outcomes = dict.fromkeys(FINAL_STATUSES, 0)
+        # Records DELAYED until their dependencies complete (see deps.py).
+        self._waiting = 0
 
     def add(self, task: TaskInfo) -> None:
         """Register an accepted task.
@@ -118,6 +135,40 @@ class TaskRegistry:
         """Every unfinished record, oldest first."""
         with self._lock:
             return list(self._active.values())
+
+    def snapshot(self, tt: int | None = None) -> dict[str, TaskInfo]:
+        """The unfinished records by id, oldest first.
+
+        Args:
+            tt: only the records of this task type; None: all of them.
+
+        Returns:
+            A new dict: copied under the lock, filtered after it.
+        """
+        with self._lock:
+            records = dict(self._active)
+        if tt is None:
+            return records
+        return {task_id: task for task_id, task in records.items() if task.tt == tt}
+
+    @property
+    def waiting_for_dependencies(self) -> int:
+        """Records DELAYED until their dependencies complete."""
+        return self._waiting
+
+    def dependency_wait_began(self, wait: DependencyCount) -> None:
+        """Count a record that waits for its dependencies from now on."""
+        with self._lock:
+            wait.counted = True
+            self._waiting += 1
+
+    def dependency_wait_ended(self, wait: DependencyCount) -> None:
+        """Its wait is over (released, or the record is final); counted out
+        once, however many threads say so."""
+        with self._lock:
+            if wait.counted:
+                wait.counted = False
+                self._waiting -= 1
 
     def finished_count(self) -> int:
         """Finished records kept now."""

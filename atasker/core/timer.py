@@ -8,6 +8,12 @@ it from this timer whatever the supervisor did since. A new head (an earlier
 due time) wakes the thread; a later one does not. The thread is started with
 the first item, so a supervisor that never delays anything never has it.
 
+The timer counts the records it holds (:attr:`Timer.delayed`), so
+``get_info().delayed`` reads a number instead of scanning every unfinished
+record: one more on a push, one less on the pop, the cancel (discard) or the
+drain that takes a record out; the heap's ``__len__`` also counts the timed
+calls.
+
 Lifecycle: :meth:`Timer.stop` refuses new delayed tasks and hands back those
 still waiting, but timed calls go on firing (the pools drain after it, and
 their tasks' time limits still apply); :meth:`Timer.close` ends the thread.
@@ -76,9 +82,18 @@ class Timer:
         self._thread: threading.Thread | None = None
         self._refusing = False  # stop(): no new delayed task
         self._closed = False  # close(): nothing more; the thread ends
+        # Live records in the heap (timed calls are not counted): changed
+        # under the condition's lock wherever one goes in or out.
+        self._records = 0
 
     def __len__(self) -> int:
         return len(self._heap)
+
+    @property
+    def delayed(self) -> int:
+        """Records waiting here for their due time (a retry's included);
+        timed calls are not counted. O(1)."""
+        return self._records
 
     def schedule(self, task: TaskInfo, delay: float) -> bool:
         """Hand ``task`` to ``on_due`` in ``delay`` seconds; False if stopped."""
@@ -86,7 +101,12 @@ class Timer:
         with self._condition:
             if self._refusing:
                 return False
-            self._wake_locked(self._heap.push(due, task))
+            is_head = self._heap.push(due, task)
+            # The heap does not take a record canceled meanwhile: it then
+            # names no container, and is not counted.
+            if task._container is self:
+                self._records += 1
+            self._wake_locked(is_head)
         return True
 
     def call_at(
@@ -120,8 +140,12 @@ class Timer:
         (an item this timer does not hold is left alone: it names its
         container)."""
         with self._condition:
-            if item._container is self:
-                self._heap.discard(item)
+            if (
+                item._container is self
+                and self._heap.discard(item)
+                and type(item) is TaskInfo
+            ):
+                self._records -= 1
 
     def _run(self) -> None:
         condition = self._condition
@@ -140,6 +164,10 @@ class Timer:
                 fn: Callable[[], object] | None = (
                     item.fn if type(item) is TimerCall else None
                 )
+                if type(item) is TaskInfo:
+                    # Out of the count now: on_due makes it QUEUED (or ends
+                    # it) at once, with no user code in between.
+                    self._records -= 1
                 condition.release()
                 try:
                     if fn is not None:
@@ -158,6 +186,7 @@ class Timer:
         with self._condition:
             self._refusing = True
             tasks: list[TaskInfo] = self._heap.drain(TaskInfo)
+            self._records -= len(tasks)
             return tasks
 
     def close(self) -> None:
@@ -166,6 +195,7 @@ class Timer:
         with self._condition:
             self._refusing = self._closed = True
             items = self._heap.drain()
+            self._records = 0
             self._condition.notify()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
