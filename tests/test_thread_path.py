@@ -131,3 +131,33 @@ def test_a_task_canceled_while_handed_to_a_parked_thread_never_runs(
         assert (n in ran) is not canceled
     assert background_task(lambda: 7, supervisor=sup)().get(WAIT) == 7
     assert sup.get_info().thread_tasks_count == 0
+
+
+def test_an_id_in_use_is_refused_once_and_free_again_after(make_supervisor) -> None:
+    # The registry takes an id in one atomic step, without its lock: of many
+    # threads submitting the same id at once, exactly one gets it.
+    sup = _pool(make_supervisor)
+    gate = threading.Event()
+    blocked = background_task(gate.wait, supervisor=sup)
+    start = threading.Barrier(8, timeout=WAIT)
+    won: list[object] = []
+    refused: list[BaseException] = []
+
+    def submit() -> None:
+        start.wait()
+        try:
+            won.append(blocked.apply_async((WAIT,), task_id="same"))
+        except ValueError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert len(won) == 1 and len(refused) == 7
+    assert "'same' is already in use" in str(refused[0])
+    gate.set()
+    assert won[0].get(WAIT) is True  # type: ignore[attr-defined]
+    again = background_task(lambda: 7, supervisor=sup).apply_async(task_id="same")
+    assert again.get(WAIT) == 7
