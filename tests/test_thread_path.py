@@ -161,3 +161,16 @@ def test_an_id_in_use_is_refused_once_and_free_again_after(make_supervisor) -> N
     assert won[0].get(WAIT) is True  # type: ignore[attr-defined]
     again = background_task(lambda: 7, supervisor=sup).apply_async(task_id="same")
     assert again.get(WAIT) == 7
+
+
+def test_a_record_run_by_hand_wakes_its_own_waiters() -> None:
+    # Only a pool thread asks run() for the waiters back; run() itself
+    # leaves none asleep.
+    from atasker.core.constants import TT_THREAD
+    from atasker.core.task import TaskInfo
+
+    record = TaskInfo("by-hand", lambda: 3, (), {}, TT_THREAD, 100)
+    completed = record.completed  # a waiter, registered before it runs
+    assert record.run() is None
+    assert completed.is_set()
+    assert record.get(0) == 3

@@ -412,7 +412,7 @@ class TaskInfo(TaskLinks):
         """Final: CANCELED, from any non-final status (supervisor stop)."""
         return self._finish(TASK_STATUS_CANCELED, defer=defer, reason=reason)
 
-    def run(self) -> list[Waiter] | None:
+    def run(self, hand_back: bool = False) -> list[Waiter] | None:
         """Run the target in this thread and store its outcome (a thread task
         with atasker 0.7's options only; the others run as attempts, see
         :mod:`atasker.pools.threadattempt`).
@@ -420,11 +420,15 @@ class TaskInfo(TaskLinks):
         Does nothing if the task was canceled before it could start. Never
         raises: the task's exception goes on the record.
 
+        Args:
+            hand_back: return the waiters of a record that completed with
+                no user code to follow, instead of waking them: the caller
+                (a pool thread) wakes them (:func:`wake_waiters`) once its
+                own bookkeeping is done, so that they find the GIL free.
+
         Returns:
-            The waiters of a record that completed with no user code to
-            follow: the caller wakes them (:func:`wake_waiters`) as soon as
-            its own bookkeeping is done, so that they find the GIL free.
-            None: there were none, or they are woken.
+            The waiters handed back, or None (there were none, or they are
+            woken).
         """
         # _begin(), inlined: this is the hot path (calling it costs a plain
         # no-op task 7% more instructions); a plain record has no expiry.
@@ -462,17 +466,18 @@ class TaskInfo(TaskLinks):
             self.set_exception(exc)
             return None
         else:
-            return self._complete(result)
+            return self._complete(result, hand_back)
         finally:
             running.task = None
 
-    def _complete(self, result: Any) -> list[Waiter] | None:
+    def _complete(self, result: Any, hand_back: bool) -> list[Waiter] | None:
         """:meth:`run`'s success: ``_finish(COMPLETED, result)`` for a record
         with nothing of attempts (no ``_extra``: no expiry, no cancel
         request), which is the hot path; any other goes to :meth:`_finish`.
 
-        Returns the waiters for the caller to wake if no user code follows
-        (see :meth:`run`); else wakes them, then runs that code."""
+        Returns the waiters for the caller to wake if it asked for them and
+        no user code follows (see :meth:`run`); else wakes them, then runs
+        that code."""
         with self._lock:
             fast = self.status == TASK_STATUS_STARTED and self._extra is None
             if fast:
@@ -495,11 +500,12 @@ class TaskInfo(TaskLinks):
         if owner is not None and owner._events.active:
             owner._events.publish(self.id, self.name, "success", result)
         callback = self.callback
-        if callback is None and not callbacks:
+        if hand_back and callback is None and not callbacks:
             return waiters  # nothing follows: the caller wakes them
         if waiters is not None:
             wake_waiters(waiters)
-        self._call_back(callback, result, callbacks)
+        if callback is not None or callbacks:
+            self._call_back(callback, result, callbacks)
         return None
 
     def _call_back(

@@ -58,7 +58,7 @@ class QueueWaitReports:
         elif warning is not None and waited > warning:
             _report_wait(task, waited, logging.WARNING, self.timeout_warning_func)
         if task._options is None:
-            return task.run()  # atasker 0.7's options only: the short path
+            return task.run(True)  # atasker 0.7's options only: the short path
         run_attempt(task, self._limits)
         return None
 
