@@ -124,23 +124,30 @@ class Channel:
 
     def recv_ready(self) -> list[Message]:
         """The messages one read brings in (call it when the descriptor is
-        ready: the read does not wait), and a message it brings in only in
-        part, read to its end. Empty only if the read found none.
+        ready: the read does not wait). A message it brings in only in part
+        is read to its end if it is the only one; else it stays buffered
+        for the next call (the descriptor is ready again when the rest comes,
+        or at EOF): the messages read are returned even if the writer dies
+        before the rest. Empty only if the read found none.
 
         Raises:
             EOFError: the other end closed, between two messages.
-            OSError: see :meth:`recv`.
+            OSError: see :meth:`recv` (only if no message was read).
         """
         if self._fd < 0:
             return [self.conn.recv_bytes()]
         message = self._read()
         if message is not None:
             return [message]
-        messages = []
-        while (message := self._next()) is not None:
-            messages.append(message)
-        if self.buffered():  # a message begun: its writer sends the rest now
-            messages.append(self.recv())
+        messages: list[Message] = []
+        try:
+            while (message := self._next()) is not None:
+                messages.append(message)
+            if not messages and self.buffered():  # its writer sends the rest now
+                messages.append(self.recv())
+        except OSError:  # the writer died in a big message's body
+            if not messages:
+                raise
         return messages
 
     def _read(self) -> Message | None:

@@ -189,7 +189,7 @@ class PoolManager(AdmittingPool):
             if worker.state != GONE:
                 self._receive(worker, outcomes)
         if outcomes:
-            self._answered(outcomes)
+            self._answered(outcomes, died)
         for worker in died:
             if worker.state != GONE:
                 self._lose(worker, "died")
@@ -275,6 +275,9 @@ class PoolManager(AdmittingPool):
         task.handle = None  # canceled since it was admitted
         if on_manager:
             self._return_worker(worker)
+            # A worker is free again: the head may start now, and its
+            # submit may not have woken us (no worker was idle then).
+            self._wake()
             return
         # Only the manager makes a worker idle again (or retires it).
         with self._lock:
@@ -305,14 +308,18 @@ class PoolManager(AdmittingPool):
             else:
                 outcomes.append((worker, worker.task, worker.decoding, data))
 
-    def _answered(self, outcomes: list[Ended]) -> None:
+    def _answered(self, outcomes: list[Ended], died: list[Worker]) -> None:
         """Tasks ended: free their workers and send each the next admitted
-        task, then finish the records (the workers run meanwhile)."""
+        task, then finish the records (the workers run meanwhile). A worker
+        that ``died`` in the same wait only frees its slot (_lose ends it)."""
         retired = []
         with self._lock:
             for worker, _, _, _ in outcomes:
                 worker.tasks_done += 1
-                if self._task_done_locked(worker):
+                if worker in died:  # it answered, then exited
+                    self._slot_freed_locked()
+                    worker.task = None
+                elif self._task_done_locked(worker):
                     retired.append(worker)
             starts = self._admit_locked()
         if starts:
@@ -367,6 +374,10 @@ class PoolManager(AdmittingPool):
     def _task_done_locked(self, worker: Worker) -> bool:
         """:meth:`_return_worker` under the lock; True: close its connection
         (it retires)."""
+        if worker.state == GONE:
+            # Lost meanwhile (a submitter's task was canceled while _lose
+            # killed the worker): _lose freed its slot; it is no one's now.
+            return False
         if worker.task is not None:
             self._slot_freed_locked()
         roster = self._roster

@@ -38,6 +38,7 @@ expect breaks the pool, failing every task it held.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from ..core.constants import TASK_CRITICAL
@@ -46,6 +47,7 @@ from ..core.task import TaskInfo
 from .mplaunch import forget_pool, release_fd, watch_pool
 from .mpmanager import PoolManager
 from .mpoutcomes import Outcomes
+from .mproster import Worker
 from .mpselect import KeptSelector
 from .mpthreads import UserCodeThread
 from .pool import Deadline, remaining
@@ -159,10 +161,28 @@ class ProcessPool(PoolManager):
             task.set_exception(self._broken_error(), defer=self._callbacks.put)
             return True
         if worker is not None:
-            self._start(worker, task, on_manager=False)
+            try:
+                self._start(worker, task, on_manager=False)
+            except BaseException:  # an interrupt (Ctrl-C) in this thread
+                self._send_interrupted(worker, task)
+                raise
         if wake:
             self._wake()
         return True
+
+    def _send_interrupted(self, worker: Worker, task: TaskInfo) -> None:
+        """An exception (KeyboardInterrupt) came into a direct send: the
+        worker may hold part of a message, so the manager kills it (and
+        frees its slot); the task ends CANCELED, whether it started or not
+        (submit raises: it was never accepted)."""
+        # Ours if the interrupt came before _start's own release; an RLock
+        # refuses a release by a thread that does not hold it.
+        with contextlib.suppress(RuntimeError):
+            worker.sending.release()
+        task.set_canceled(defer=self._callbacks.put, reason="interrupted")
+        with self._lock:
+            self._kill.append((worker, task))
+        self._wake()
 
     def cancel_running(self, task: TaskInfo, reason: str | None = None) -> bool:
         """Cancel a running task: its worker is killed and replaced.
