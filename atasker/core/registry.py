@@ -63,11 +63,10 @@ class TaskRegistry:
         Raises:
             ValueError: an unfinished task already has this id.
         """
-        # No lock: setdefault is one atomic step of the dict (its keys are
-        # str, whose hash and equality run no Python code), and the others
-        # change _active in such steps too. (A lock here cost a submit 3%.)
-        if self._active.setdefault(task.id, task) is not task:
-            raise ValueError(f"task_id {task.id!r} is already in use")
+        with self._lock:
+            if task.id in self._active:
+                raise ValueError(f"task_id {task.id!r} is already in use")
+            self._active[task.id] = task
 
     def remove(self, task: TaskInfo) -> None:
         """Forget a task that was refused before it was accepted."""
