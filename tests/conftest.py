@@ -125,3 +125,18 @@ def gate() -> Iterator[Gate]:
     g = Gate()
     yield g
     g.release.set()
+
+
+def retry_scheduled(supervisor: Any) -> threading.Event:
+    """An Event set once the supervisor has scheduled a task's next attempt
+    (the record's retry runs its hooks first, then asks the supervisor)."""
+    scheduled = threading.Event()
+    schedule = supervisor._retry_task
+
+    def wrapper(task: Any, wait: float) -> bool:
+        accepted = schedule(task, wait)
+        scheduled.set()
+        return bool(accepted)
+
+    supervisor._retry_task = wrapper
+    return scheduled

@@ -23,7 +23,7 @@ from typing import ClassVar
 import classtasks_mp
 import pytest
 from classtasks_mp import Listener, announce, announce_stop, wait_stopping
-from conftest import WAIT, Gate, started
+from conftest import WAIT, Gate, retry_scheduled, started
 
 from atasker import (
     TASK_HIGH,
@@ -1232,21 +1232,6 @@ def test_emit_checks_its_arguments_in_a_process(make_supervisor) -> None:
     assert [e.event for e in seen] == ["queued", "started", "fine", "success"]
     assert seen[2].data == {"n": 1}
     sub.unsubscribe()
-
-
-def retry_scheduled(sup):
-    """An Event set once the supervisor has scheduled a next attempt (as in
-    test_options_retries)."""
-    scheduled = threading.Event()
-    schedule = sup._retry_task
-
-    def wrapper(task, wait):
-        accepted = schedule(task, wait)
-        scheduled.set()
-        return accepted
-
-    sup._retry_task = wrapper
-    return scheduled
 
 
 @pytest.mark.parametrize("request_", ["stop", "reload"])

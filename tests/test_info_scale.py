@@ -21,7 +21,7 @@ from pathlib import Path
 
 import external_mp
 import pytest
-from conftest import WAIT, Gate
+from conftest import WAIT, Gate, retry_scheduled
 
 from atasker import (
     TASK_CRITICAL,
@@ -116,21 +116,6 @@ def by_id(*records):
 
 def fail(*args):
     raise ValueError("fails")
-
-
-def retry_scheduled(sup):
-    """An Event set once the supervisor has scheduled a next attempt (the
-    record's retry runs its hooks first, then asks the supervisor)."""
-    scheduled = threading.Event()
-    schedule = sup._retry_task
-
-    def wrapper(task, wait):
-        accepted = schedule(task, wait)
-        scheduled.set()
-        return accepted
-
-    sup._retry_task = wrapper
-    return scheduled
 
 
 # ----------------------------------------------------------------------

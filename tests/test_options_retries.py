@@ -17,7 +17,7 @@ from pathlib import Path
 
 import mptasks
 import pytest
-from conftest import WAIT, started
+from conftest import WAIT, retry_scheduled, started
 
 from atasker import (
     TASK_HIGH,
@@ -86,21 +86,6 @@ def task_function(sup, kind, function, **options):
 def alive(sup, kind):
     """One more task of ``kind`` goes through the same pool (or loop)."""
     assert task_function(sup, kind, mptasks.add)(2, 3).get(WAIT) == 5
-
-
-def retry_scheduled(sup):
-    """An Event set once the supervisor has scheduled a next attempt (the
-    record's retry runs its hooks first, then asks the supervisor)."""
-    scheduled = threading.Event()
-    schedule = sup._retry_task
-
-    def wrapper(task, wait):
-        accepted = schedule(task, wait)
-        scheduled.set()
-        return accepted
-
-    sup._retry_task = wrapper
-    return scheduled
 
 
 def waits_seen():
