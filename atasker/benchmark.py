@@ -21,7 +21,7 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from .api import background_task, wait_completed
 from .core.constants import TASK_HIGH, TASK_LOW, TT_MP, TT_THREAD
@@ -94,10 +94,20 @@ def square(x: int) -> int:
     return x * x
 
 
-def pid_after(seconds: float) -> int:
-    """A warm-up task for a process pool: which worker ran it, after a pause
-    long enough for every idle worker to take one."""
-    time.sleep(seconds)
+# In a ProcessPoolExecutor's worker: the barrier its warm-up tasks meet at.
+_warm_up_barrier: Any = None
+
+
+def _keep_barrier(barrier: Any) -> None:
+    """The peer's worker initializer: keep the warm-up barrier."""
+    global _warm_up_barrier
+    _warm_up_barrier = barrier
+
+
+def meet_and_tell_pid(timeout: float) -> int:
+    """A warm-up task for a process pool: it returns (its worker's pid) only
+    once one task runs in every worker, so no worker can take two."""
+    _warm_up_barrier.wait(timeout)
     return os.getpid()
 
 
@@ -154,19 +164,24 @@ def peer_pool(tt: int, threads: int = THREADS) -> Iterator[Executor]:
     as :func:`atasker_pool` warms ours."""
     executor: Executor
     if tt == TT_MP:
-        executor = ProcessPoolExecutor(PROCESSES, mp_context=default_context())
+        context = default_context()
+        executor = ProcessPoolExecutor(
+            PROCESSES,
+            mp_context=context,
+            initializer=_keep_barrier,
+            initargs=(context.Barrier(PROCESSES),),
+        )
     else:
         executor = ThreadPoolExecutor(max_workers=threads)
     with executor:
         if tt == TT_MP:
-            # Both workers answered: pauses long enough that one worker
-            # cannot take both tasks while the other is still starting.
-            deadline = time.monotonic() + WARM_UP_LIMIT
-            pids: set[int] = set()
-            while len(pids) < PROCESSES and time.monotonic() < deadline:
-                futures = [executor.submit(pid_after, 0.05) for _ in range(PROCESSES)]
-                pids.update(future.result() for future in futures)
-            if len(pids) < PROCESSES:
+            # Every worker answered: the tasks meet at a barrier, so each
+            # runs in a worker of its own.
+            futures = [
+                executor.submit(meet_and_tell_pid, WARM_UP_LIMIT)
+                for _ in range(PROCESSES)
+            ]
+            if len({future.result() for future in futures}) < PROCESSES:
                 raise RuntimeError("the worker processes did not all answer")
         else:
             barrier = threading.Barrier(threads)
