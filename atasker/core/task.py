@@ -438,7 +438,7 @@ class TaskInfo(TaskLinks):
             self.status = TASK_STATUS_STARTED
             self.time_started = time.time()
             started = None
-            if self._waiters is not None:  # _started_event_locked(), inlined
+            if self._waiters is not None:  # _started_event_locked(), inlined (1.6%)
                 for waiter in self._waiters:
                     if type(waiter) is StartedEvent:
                         started = waiter

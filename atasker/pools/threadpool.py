@@ -92,8 +92,8 @@ class ThreadPool(AdmittingPool):
         self._name_prefix = name_prefix
         self._run_task = run_task
         self._idle: IdleStack[_Worker] = IdleStack()
-        self._threads: set[threading.Thread] = set()
-        self._workers: set[_Worker] = set()
+        # Its threads, each with what it runs (running_tasks reads them).
+        self._threads: dict[threading.Thread, _Worker] = {}
         # Threads still running a task past its time limit and grace: no
         # longer counted, joined or given work (see abandon()).
         self._abandoned: set[threading.Thread] = set()
@@ -208,15 +208,13 @@ class ThreadPool(AdmittingPool):
                 daemon=True,
             )
             with self._lock:
-                self._threads.add(thread)
-                self._workers.add(worker)
+                self._threads[thread] = worker
             try:
                 thread.start()
             except RuntimeError as exc:  # the OS refused a thread
                 worker.task = None
                 with self._lock:
-                    self._threads.discard(thread)
-                    self._workers.discard(worker)
+                    del self._threads[thread]
                     self._size -= 1
                     if task is not None:
                         self._slot_freed_locked()
@@ -261,9 +259,8 @@ class ThreadPool(AdmittingPool):
         queue); when it returns, it exits. False if it is not a thread of
         this pool (any more)."""
         with self._lock:
-            if thread not in self._threads:
+            if self._threads.pop(thread, None) is None:
                 return False
-            self._threads.discard(thread)
             self._abandoned.add(thread)
             self._size -= 1
             if thread not in self._blocked:  # a blocked one lent its slot already
@@ -274,10 +271,10 @@ class ThreadPool(AdmittingPool):
         return True
 
     def running_tasks(self) -> list[TaskInfo]:
-        """The records its threads run now (abandoned threads' included: a
-        caller filters by status). O(threads): nothing queued is read."""
+        """The records its threads run now (a caller filters by status: one
+        may end meanwhile). O(threads): nothing queued is read."""
         with self._lock:
-            workers = list(self._workers)
+            workers = list(self._threads.values())
         return [task for task in (w.current for w in workers) if task is not None]
 
     @property
@@ -308,8 +305,7 @@ class ThreadPool(AdmittingPool):
                 task = self._next(worker, waiters)
         finally:
             with self._lock:
-                self._threads.discard(threading.current_thread())
-                self._workers.discard(worker)
+                self._threads.pop(threading.current_thread(), None)
                 self._drained.notify_all()
 
     def _next(self, worker: _Worker, waiters: list[Waiter] | None) -> TaskInfo | None:
@@ -323,9 +319,9 @@ class ThreadPool(AdmittingPool):
         """
         park = False
         with self._lock:
-            if self._abandoned and threading.current_thread() in self._abandoned:
+            current = threading.current_thread() if self._abandoned else None
+            if current is not None and current in self._abandoned:
                 # Its slot and place are gone: it exits.
-                current = threading.current_thread()
                 self._abandoned.discard(current)
                 logger.warning("abandoned thread %s returned", current.name)
                 task = None
@@ -402,7 +398,7 @@ class ThreadPool(AdmittingPool):
         """Wait for the threads to exit (a hung task's thread is left)."""
         while True:
             with self._lock:
-                if not self._threads.difference((threading.current_thread(),)):
+                if not self._threads.keys() - {threading.current_thread()}:
                     return
                 remaining = pool_remaining(deadline)
                 if remaining is not None and remaining <= 0:
